@@ -1,0 +1,131 @@
+"""Corpus builder: manifest round trip and validation, item-level splits, MIDI writer and
+note cutting, caption variety. No apt packages needed."""
+import json
+import random
+
+import numpy as np
+import pytest
+
+from train.corpus import load_manifest, write_manifest
+from train.corpus.audio import SAMPLE_RATE, make_clips, trim
+from train.corpus.captions import drum_captions, event_captions, note_captions, speech_captions
+from train.corpus.clips import clip_row
+from train.corpus.manifest import assign_splits
+from train.corpus.midi import Note, gm_schedule, midi_bytes, read_note_ons
+
+
+def _row(i, item="a", source="s"):
+    return {"path": f"clips/s/{i}.wav", "caption": "a dog barking", "captions": ["a dog barking", "dog barks"],
+            "label": "dog", "source": source, "item": item, "split": "train", "seconds": 1.5}
+
+
+def test_manifest_round_trip(tmp_path):
+    rows = [_row(i, item=f"it{i}") for i in range(5)]
+    path = tmp_path / "manifest.jsonl"
+    write_manifest(str(path), rows)
+    assert load_manifest(str(path)) == rows
+    assert not list(tmp_path.glob("*.tmp*"))  # the temporary file was renamed away
+
+
+def test_manifest_missing_field_names_line_and_field(tmp_path):
+    rows = [_row(0), _row(1)]
+    del rows[1]["label"]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(ValueError) as e:
+        load_manifest(str(path))
+    assert str(e.value) == "manifest line 2: missing field 'label'"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("split", "dev", "manifest line 1: field 'split' is 'dev', expected one of ('train', 'val', 'test')"),
+    ("captions", [], "manifest line 1: field 'captions' must be a non-empty list of strings"),
+    ("caption", "", "manifest line 1: field 'caption' must be a non-empty string"),
+])
+def test_manifest_bad_values(tmp_path, field, value, message):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(dict(_row(0), **{field: value})) + "\n")
+    with pytest.raises(ValueError) as e:
+        load_manifest(str(path))
+    assert str(e.value) == message
+
+
+def test_manifest_bad_json(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(_row(0)) + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"^manifest line 2: invalid JSON"):
+        load_manifest(str(path))
+
+
+def test_split_by_item_never_mixes():
+    rows = [_row(i, item=f"item{i % 200}", source=["gm-a", "gm-b", "held"][i % 3]) for i in range(3000)]
+    out = assign_splits(rows, {"held"})
+    splits_of = {}
+    for r in out:
+        if r["source"] != "held":
+            splits_of.setdefault(r["item"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits_of.values()), "an item landed in two splits"
+    assert {r["split"] for r in out if r["source"] == "held"} == {"test"}
+    n_val = sum(s == {"val"} for s in splits_of.values())
+    assert 8 <= n_val <= 35, f"val holds {n_val} of 200 items, expected about 10%"
+
+
+def test_midi_writer_round_trip():
+    notes = [Note(0.5, 1.0, 60, 100, 0, 40), Note(2.0, 0.3, 38, 90, 9), Note(1.25, 0.5, 72, 45, 0, 0)]
+    data = midi_bytes(notes)
+    assert data[:4] == b"MThd" and data[-4:] == b"\x00\xff\x2f\x00"
+    ons = read_note_ons(data)
+    expected = sorted((n.start, n.channel, n.pitch, n.velocity) for n in notes)
+    assert ons == expected
+    assert b"\xc0\x28" in data and b"\xc0\x00" in data  # program changes 40 and 0 on channel 0
+
+
+def test_midi_rejects_out_of_range():
+    with pytest.raises(ValueError, match="out of MIDI range"):
+        midi_bytes([Note(0.0, 1.0, 130, 100)])
+
+
+def test_gm_schedule_slots_cover_notes_without_overlap():
+    notes, slots = gm_schedule([0, 122], [36, 38])
+    assert len(notes) == len(slots) == 2 * 18 + 2 * 3
+    for n, s in zip(notes, slots):
+        assert s.start == n.start and s.end > n.start + n.duration
+    assert all(a.end <= b.start + 1e-9 for a, b in zip(slots, slots[1:]))
+
+
+def test_cutting_a_synthetic_rendering():
+    """Two tones separated by silence, cut by the schedule's slots, give two trimmed clips."""
+    sr = SAMPLE_RATE
+    audio = np.zeros(6 * sr, dtype=np.float32)
+    t = np.arange(int(1.5 * sr)) / sr
+    audio[sr // 2: sr // 2 + len(t)] = 0.5 * np.sin(2 * np.pi * 440 * t)
+    audio[3 * sr + sr // 2: 3 * sr + sr // 2 + len(t)] = 0.5 * np.sin(2 * np.pi * 220 * t)
+    clips = [make_clips(audio[a * sr:(a + 3) * sr], 1) for a in (0, 3)]
+    for c in clips:
+        assert len(c) == 1
+        assert abs(len(c[0]) / sr - 1.55) < 0.05, f"clip is {len(c[0]) / sr:.3f} s, expected ~1.55 s"
+
+
+def test_long_audio_is_cut_and_silence_dropped():
+    sr = SAMPLE_RATE
+    noise = np.random.default_rng(0).uniform(-0.3, 0.3, 25 * sr).astype(np.float32)
+    clips = make_clips(noise, 10)
+    assert len(clips) == 3 and all(sr <= len(c) <= 10 * sr for c in clips)
+    assert make_clips(noise, 2) and len(make_clips(noise, 2)) == 2
+    assert trim(np.full(sr, 1e-5, dtype=np.float32)) is None  # -100 dBFS: near-silent
+    hit = np.zeros(2 * sr, dtype=np.float32)
+    hit[1000:1000 + sr // 5] = 0.5
+    (short,) = make_clips(hit, 1)
+    assert len(short) == sr, "a short hit is padded to exactly 1 s"
+
+
+def test_captions_are_varied():
+    rng = random.Random(0)
+    for caps in (event_captions("dog", "a dog barking", rng), note_captions("cello", 48, "low", "softly", rng),
+                 drum_captions("snare drum", "loudly", rng), speech_captions("woman", "English", rng, "hello")):
+        assert 3 <= len(caps) <= 5, caps
+        assert len(set(caps)) == len(caps), caps
+    mains = {clip_row(f"clips/x/{i}.wav", "s", "i", "dog", "event", {"action": "a dog barking"}, 1.0)["captions"][1]
+             for i in range(20)}
+    assert len(mains) >= 3, f"only {mains} as second caption over 20 clips"
+    assert note_captions("cello", 48, "low", "softly", random.Random(1))[0] == "a cello playing a low note"

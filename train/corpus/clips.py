@@ -1,0 +1,88 @@
+"""File tasks: one source file (or an embedded RIFF) -> clips on disk + manifest rows."""
+from __future__ import annotations
+
+import io
+import os
+import random
+from dataclasses import dataclass, field
+
+from . import captions
+from .audio import load_audio, make_clips, write_clip
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One source recording to cut into clips.
+
+    `out` is the clip path stem relative to DATA_DIR; `kind` picks the caption builder
+    ("event", "drum", "speech") and `args` its keyword arguments. `offset`/`length` select an
+    embedded RIFF inside a container file (length 0: the whole file).
+    """
+
+    path: str
+    out: str
+    source: str
+    item: str
+    label: str
+    kind: str
+    args: dict = field(default_factory=dict)
+    max_pieces: int = 1
+    offset: int = 0
+    length: int = 0
+
+
+def make_captions(kind: str, label: str, args: dict, rng: random.Random) -> list[str]:
+    """Dispatch to the caption builder for `kind`."""
+    if kind == "event":
+        return captions.event_captions(label, args.get("action"), rng, args.get("detail", ""))
+    if kind == "drum":
+        return captions.drum_captions(args.get("drum", label), args.get("dynamics", "loudly"), rng)
+    if kind == "speech":
+        return captions.speech_captions(args["speaker"], args["language"], rng, args.get("text", ""))
+    if kind == "note":
+        return captions.note_captions(args["instrument"], args["pitch"], args["register"],
+                                      args["dynamics"], rng)
+    raise ValueError(f"unknown caption kind {kind!r}")
+
+
+def clip_row(rel_path: str, source: str, item: str, label: str, kind: str, args: dict,
+             seconds: float) -> dict:
+    """A manifest row (split filled in later) with captions seeded by the clip path."""
+    caps = make_captions(kind, label, args, random.Random(rel_path))
+    return {"path": rel_path, "caption": caps[0], "captions": caps, "label": label,
+            "source": source, "item": item, "seconds": round(seconds, 3)}
+
+
+def run_task(task: FileTask, data_dir: str) -> list[dict]:
+    """Decode, cut and write the clips of one task; returns their rows (none if silent/broken)."""
+    try:
+        if task.length:
+            with open(task.path, "rb") as f:
+                f.seek(task.offset)
+                audio = load_audio(io.BytesIO(f.read(task.length)))
+        else:
+            audio = load_audio(task.path)
+    except Exception as e:  # a corrupt or unsupported file loses only itself
+        print(f"skip {task.path}: {e}", flush=True)
+        return []
+    rows = []
+    for i, clip in enumerate(make_clips(audio, task.max_pieces)):
+        rel = f"{task.out}_{i}.wav"
+        seconds = write_clip(os.path.join(data_dir, rel), clip)
+        rows.append(clip_row(rel, task.source, task.item, task.label, task.kind, task.args, seconds))
+    return rows
+
+
+def _run_task_star(args: tuple[FileTask, str]) -> list[dict]:
+    return run_task(*args)
+
+
+def run_tasks(tasks: list[FileTask], data_dir: str, jobs: int) -> list[dict]:
+    """Run tasks, in a process pool when jobs > 1; rows come back in task order."""
+    if jobs <= 1:
+        return [row for t in tasks for row in run_task(t, data_dir)]
+    from multiprocessing import Pool
+
+    with Pool(jobs) as pool:
+        results = pool.map(_run_task_star, [(t, data_dir) for t in tasks], chunksize=4)
+    return [row for rows in results for row in rows]

@@ -1,0 +1,164 @@
+"""Hand-written maps from source file names to clean labels and caption verb phrases."""
+from __future__ import annotations
+
+import re
+
+# Animal label -> what it does, for "a dog barking"-style captions.
+ANIMAL_ACTIONS = {
+    "dog": "a dog barking", "cat": "a cat meowing", "cow": "a cow mooing", "pig": "a pig grunting",
+    "horse": "a horse neighing", "sheep": "a sheep bleating", "lamb": "a lamb bleating",
+    "goat": "a goat bleating", "donkey": "a donkey braying", "lion": "a lion roaring",
+    "tiger": "a tiger growling", "elephant": "an elephant trumpeting", "bee": "a bee buzzing",
+    "hornet": "a hornet buzzing", "frog": "a frog croaking", "crow": "a crow cawing",
+    "rooster": "a rooster crowing", "owl": "an owl hooting", "duck": "a duck quacking",
+    "hen": "a hen clucking", "turkey": "a turkey gobbling", "seagull": "a seagull crying",
+    "cuckoo": "a cuckoo calling", "bear": "a bear growling", "whale": "a whale singing",
+    "dolphin": "a dolphin clicking", "sea lion": "a sea lion barking", "goose": "a goose honking",
+    "mouse": "a mouse squeaking", "bat": "a bat squeaking", "grasshopper": "a grasshopper chirping",
+    "monkey": "a monkey screaming", "chimpanzee": "a chimpanzee screaming", "bird": "a bird singing",
+    "blackbird": "a blackbird singing", "lark": "a lark singing", "wolf": "a wolf howling",
+    "gorilla": "a gorilla grunting", "camel": "a camel grunting", "deer": "a deer calling",
+}
+
+# Tux Paint stamp file stems whose name is not already the label.
+TUXPAINT_RENAME = {
+    "cow_white": "cow", "bull": "cow", "pig_golden": "pig", "pig_golden2": "pig",
+    "sheep_lamb": "lamb", "ram": "sheep", "mountaingoat": "goat", "blackcat": "cat",
+    "bat_left": "bat", "gander": "goose", "drake": "duck", "doe": "deer", "chimp": "chimpanzee",
+    "heron_greatblue_flying": "heron", "tucan": "toucan", "nandou": "rhea", "dromedary": "camel",
+    "sea_lion": "sea lion",
+}
+
+# Tux Paint non-animal stamps with an audible event: stem -> (label, action).
+TUXPAINT_EVENTS = {
+    "vacuum_cleaner": ("vacuum cleaner", "a vacuum cleaner running"),
+    "toilet": ("toilet", "a toilet flushing"), "kettle": ("kettle", "a kettle boiling"),
+    "hammer": ("hammer", "someone hammering"), "saw": ("saw", "someone sawing wood"),
+    "mallet_metal": ("mallet", "a mallet hitting metal"),
+    "Washing-machine": ("washing machine", "a washing machine running"),
+    "scissors_small_open": ("scissors", "scissors cutting"),
+    "scissors_small_closed": ("scissors", "scissors snipping"),
+    "cello": ("cello", "a cello playing"), "violin": ("violin", "a violin playing"),
+    "bassoon": ("bassoon", "a bassoon playing"), "cymbal_crash": ("crash cymbal", "a crash cymbal"),
+    "drum_tomtom_floor": ("tom drum", "a floor tom being played"),
+    "drumkit": ("drum kit", "a drum kit being played"),
+    "camera_35mm": ("camera shutter", "a camera shutter clicking"),
+    "fireworks": ("fireworks", "fireworks exploding"), "lightningbolt": ("thunder", "thunder rumbling"),
+    "firetruck": ("siren", "a fire truck siren wailing"), "rubberduck": ("squeaky toy", "a rubber duck squeaking"),
+    "bottle": ("bottle", "a glass bottle clinking"), "glass": ("glass", "glass clinking"),
+    "apollo_lander": ("rocket", "a rocket engine roaring"),
+}
+
+HEDGEWARS_EVENTS = {
+    "Droplet1": ("water drip", "water dripping"), "Droplet2": ("water drip", "water dripping"),
+    "Droplet3": ("water drip", "water dripping"), "Kiss": ("kiss", "a loud kiss"),
+    "Whistle": ("whistle", "someone whistling"), "bee": ("bee", "a bee buzzing"),
+    "blowtorch": ("blowtorch", "a blowtorch hissing"), "explosion": ("explosion", "an explosion"),
+    "flamethrower": ("flamethrower", "a flamethrower roaring"), "gun": ("gunshot", "a gun firing"),
+    "hammer": ("hammer", "a hammer hitting"), "minigun": ("machine gun", "a machine gun firing"),
+    "shotgunfire": ("gunshot", "a shotgun firing"), "shotgunreload": ("gun reload", "a shotgun being reloaded"),
+    "sniperreload": ("gun reload", "a rifle being reloaded"), "splash": ("splash", "water splashing"),
+    "steam": ("steam", "steam hissing"), "steps": ("footsteps", "footsteps walking"),
+    "shutterclick": ("camera shutter", "a camera shutter clicking"), "whipcrack": ("whip", "a whip cracking"),
+    "plane": ("airplane", "an airplane flying over"), "pickhammer": ("jackhammer", "a jackhammer drilling"),
+    "drillgun": ("drill", "a power drill"), "baseballbat": ("bat hit", "a baseball bat hitting"),
+    "rubberduck_drop": ("squeaky toy", "a rubber duck squeaking"), "beep": ("beep", "an electronic beep"),
+    "hell_growl": ("growl", "a monster growling"), "mortar": ("explosion", "a mortar firing"),
+    "grenadeimpact": ("explosion", "a grenade exploding"), "molotov": ("glass breaking", "a bottle smashing"),
+    "knife_impact": ("knife", "a knife hitting wood"), "jetpackboost": ("jet engine", "a jetpack thrusting"),
+    "minetick": ("ticking", "a bomb ticking"), "rcplane": ("model airplane", "a small propeller plane buzzing"),
+    "ufo": ("spaceship", "a spaceship humming"),
+}
+
+SUPERTUX_EVENTS = {
+    "cracking": ("ice cracking", "ice cracking"), "door": ("door", "a door opening"),
+    "explosion": ("explosion", "an explosion"), "fire": ("fire", "a fire crackling"),
+    "firecracker": ("firecracker", "firecrackers popping"), "fireworks": ("fireworks", "fireworks exploding"),
+    "fizz": ("fizz", "something fizzing"), "flame": ("fire", "a flame burning"),
+    "gulp": ("gulp", "someone gulping"), "kick": ("kick", "something being kicked"),
+    "lightning": ("thunder", "a lightning strike"), "phone": ("telephone ringing", "a telephone ringing"),
+    "rain": ("rain", "rain falling"), "savebell2": ("bell", "a bell ringing"),
+    "savebell_low": ("bell", "a low bell ringing"), "skid": ("skid", "tires skidding"),
+    "splash": ("splash", "water splashing"), "splat": ("splat", "something splatting"),
+    "squish": ("squish", "something squishing"), "thunder": ("thunder", "thunder rumbling"),
+    "ticking": ("ticking", "a clock ticking"), "waterfall": ("waterfall", "a waterfall rushing"),
+    "wood": ("wood knock", "wood being struck"), "yeti_roar": ("roar", "a monster roaring"),
+    "trampoline": ("spring", "a spring boinging"), "sizzle": ("sizzling", "something sizzling"),
+    "stomp": ("stomp", "a heavy stomp"), "icecrash": ("ice breaking", "ice shattering"),
+    "crystallo-shatter": ("glass breaking", "glass shattering"), "brick": ("breaking", "bricks breaking"),
+}
+
+# OpenTTD OpenSFX sample index -> (label, action); the sample's own title becomes a caption too.
+OPENTTD_EVENTS = {
+    3: ("whistle", "a factory whistle blowing"), 4: ("train", "a steam train departing"),
+    5: ("train", "a steam engine entering a tunnel"), 6: ("ship horn", "a ship horn blowing"),
+    7: ("ship horn", "a ferry horn blowing"), 8: ("airplane", "a propeller plane starting"),
+    9: ("airplane", "a jet taking off"), 10: ("train", "a train horn and departure"),
+    11: ("machine", "mining machinery running"), 12: ("electric sparks", "electricity sparking"),
+    13: ("steam", "steam hissing"), 14: ("level crossing", "a level crossing bell ringing"),
+    17: ("crash", "a vehicle crash"), 18: ("explosion", "an explosion"), 19: ("crash", "a big crash"),
+    20: ("cash register", "a cash register"), 21: ("beep", "an electronic beep"),
+    22: ("morse code", "morse code beeping"), 24: ("helicopter", "a helicopter flying"),
+    25: ("truck", "a truck starting and pulling away"), 26: ("truck", "a truck starting with a horn"),
+    27: ("bus", "a bus starting"), 28: ("bus", "an old bus starting"), 29: ("applause", "an audience applauding"),
+    33: ("jackhammer", "a jackhammer drilling"), 35: ("car horn", "a car horn honking"),
+    36: ("sheep", "sheep bleating"), 37: ("cow", "a cow mooing"), 38: ("horse", "a horse neighing"),
+    39: ("hammer", "hammering metal in a smithy"), 40: ("saw", "a circular saw cutting"),
+    46: ("bubbles", "bubbles bubbling"), 52: ("wind", "wind blowing"), 54: ("tree falling", "a tree crashing down"),
+    55: ("tree falling", "a tree being cut and falling"), 56: ("chainsaw", "a chainsaw cutting"),
+    57: ("wind", "a strong wind howling"), 59: ("airplane", "a jet taking off"),
+    61: ("airplane", "a jet taking off"), 65: ("train", "a train departing"), 66: ("bird", "a tropical bird calling"),
+    67: ("lion", "a lion roaring"), 68: ("monkey", "monkeys screaming"), 69: ("airplane", "a propeller plane taking off"),
+    71: ("train", "a train passing by"), 72: ("bird", "a tropical bird calling"),
+}
+
+# Drum-kit instrument names (hydrogen drumkit.xml) -> label, first matching pattern wins.
+DRUM_PATTERNS = [
+    (r"kick|bass ?drum|\bbd\b", "kick drum"), (r"snare|\bsd\b", "snare drum"),
+    (r"\bhh\b|hat|hihat", "hi-hat"), (r"crash|splash|china", "crash cymbal"), (r"ride", "ride cymbal"),
+    (r"tom", "tom drum"), (r"cowbell", "cowbell"), (r"clap", "hand clap"), (r"stick|rim", "rimshot"),
+    (r"tamb", "tambourine"), (r"shaker|maraca|cabasa", "shaker"), (r"conga", "conga"),
+    (r"bongo", "bongo"), (r"wood ?block", "wood block"), (r"whistle", "whistle"),
+    (r"triangle", "triangle"), (r"djemb", "djembe"), (r"guitar|strum", "acoustic guitar"),
+    (r"glass", "glass clink"), (r"clave", "claves"), (r"timbal", "timbales"), (r"agogo", "agogo"),
+    (r"cymbal", "cymbal"), (r"zap", "laser zap"),
+]
+
+# Sonic Pi sample name prefix -> (label, kind); kind "drum" gets hit captions, else event.
+SONIC_PI_PATTERNS = [
+    (r"^(bd_|drum_bass|drum_heavy_kick|elec_.*kick)", "kick drum", "drum"),
+    (r"^(sn_|drum_snare|elec_.*snare)", "snare drum", "drum"),
+    (r"^drum_cymbal_(closed|pedal)", "hi-hat", "drum"), (r"^drum_splash", "crash cymbal", "drum"),
+    (r"^(drum_cymbal|elec_cymbal)", "cymbal", "drum"), (r"^drum_tom|^elec_fuzz_tom", "tom drum", "drum"),
+    (r"^drum_cowbell", "cowbell", "drum"), (r"^drum_roll", "drum roll", "event"),
+    (r"tabla", "tabla", "drum"), (r"^elec_triangle", "triangle", "drum"),
+    (r"^(elec_bell|elec_chime|perc_bell)", "bell", "event"), (r"^ambi_choir", "choir", "event"),
+    (r"^ambi_piano", "piano", "event"), (r"woosh|swoosh|swash", "whoosh", "event"),
+    (r"^guit_", "electric guitar", "event"), (r"^bass_", "synth bass", "event"),
+    (r"^vinyl_hiss", "vinyl crackle", "event"), (r"^vinyl_", "vinyl scratch", "event"),
+    (r"^misc_crow", "crow", "event"), (r"^misc_burp", "burp", "event"),
+    (r"^misc_cineboom|^perc_impact", "boom", "event"), (r"^perc_door", "door", "event"),
+    (r"^perc_snap", "finger snap", "event"), (r"^perc_till", "cash register", "event"),
+    (r"phone", "telephone ringing", "event"), (r"robot", "robotic voice", "event"),
+    (r"^loop_(amen|breakbeat)", "drum loop", "event"), (r"^loop_3d_printer", "3d printer", "event"),
+    (r"^elec_(beep|blip|blup|ping|plip|twip|pop|tick|flip|bong)", "electronic beep", "event"),
+    (r"^ambi_glass", "glass harmonica", "event"),
+]
+
+SONIC_PI_ACTIONS = {
+    "choir": "a choir singing", "crow": "a crow cawing", "burp": "someone burping",
+    "vinyl scratch": "a DJ scratching a vinyl record", "vinyl crackle": "a vinyl record crackling",
+    "finger snap": "fingers snapping", "telephone ringing": "a telephone ringing",
+    "robotic voice": "a robotic voice talking", "drum loop": "a drum loop playing",
+    "3d printer": "a 3d printer whirring", "drum roll": "a drum roll", "whoosh": "a whoosh",
+    "electric guitar": "an electric guitar playing", "synth bass": "a synth bass note",
+    "piano": "a piano playing softly", "bell": "a bell ringing", "cash register": "a cash register",
+}
+
+
+def match_label(name: str, patterns: list) -> tuple | None:
+    """First (label, ...) whose regex matches `name` (case-insensitive), else None."""
+    for pattern, *rest in patterns:
+        if re.search(pattern, name, flags=re.IGNORECASE):
+            return tuple(rest)
+    return None

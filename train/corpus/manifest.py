@@ -1,0 +1,74 @@
+"""The corpus manifest (JSON lines, one clip per line): validation, atomic writing, splits."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+FIELDS = ("path", "caption", "captions", "label", "source", "item", "split")
+SPLITS = ("train", "val", "test")
+VAL_FRACTION = 0.10
+
+
+def validate_row(row: object, line: int) -> dict:
+    """Check one manifest object; ValueError names the line number and the bad field."""
+    if not isinstance(row, dict):
+        raise ValueError(f"manifest line {line}: expected a JSON object, got {type(row).__name__}")
+    for field in FIELDS:
+        if field not in row:
+            raise ValueError(f"manifest line {line}: missing field '{field}'")
+        value = row[field]
+        if field == "captions":
+            if not (isinstance(value, list) and value and all(isinstance(c, str) and c for c in value)):
+                raise ValueError(f"manifest line {line}: field 'captions' must be a non-empty list of strings")
+        elif not (isinstance(value, str) and value):
+            raise ValueError(f"manifest line {line}: field '{field}' must be a non-empty string")
+    if row["split"] not in SPLITS:
+        raise ValueError(f"manifest line {line}: field 'split' is '{row['split']}', expected one of {SPLITS}")
+    return row
+
+
+def load_manifest(path: str) -> list[dict]:
+    """Read and validate a manifest.jsonl; returns one dict per clip (fields: see FIELDS)."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"manifest line {line_no}: invalid JSON ({e.msg})") from e
+            rows.append(validate_row(row, line_no))
+    return rows
+
+
+def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
+    """Write rows as JSON lines via a temporary file and os.replace, so readers never see half."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_manifest(path: str, rows: list[dict]) -> None:
+    """Validate every row, then write the manifest atomically."""
+    for i, row in enumerate(rows, start=1):
+        validate_row(row, i)
+    write_jsonl_atomic(path, rows)
+
+
+def item_split(source: str, item: str, heldout: set[str]) -> str:
+    """Split of every clip of (source, item): "test" for held-out sources, else a stable ~10%
+    of items (by hash of the item id, so a GM program is in val for every soundfont) in "val"."""
+    if source in heldout:
+        return "test"
+    bucket = int(hashlib.sha1(item.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if bucket < VAL_FRACTION else "train"
+
+
+def assign_splits(rows: list[dict], heldout: set[str]) -> list[dict]:
+    """Rows with their "split" set from (source, item); ordered train, val, test."""
+    out = [dict(r, split=item_split(r["source"], r["item"], heldout)) for r in rows]
+    return sorted(out, key=lambda r: SPLITS.index(r["split"]))

@@ -1,0 +1,227 @@
+"""The corpus sources: which Debian packages hold them and how each becomes file tasks."""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+import struct
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Callable
+
+from .clips import FileTask
+from .labels import (ANIMAL_ACTIONS, DRUM_PATTERNS, HEDGEWARS_EVENTS, OPENTTD_EVENTS,
+                     SONIC_PI_ACTIONS, SONIC_PI_PATTERNS, SUPERTUX_EVENTS, TUXPAINT_EVENTS,
+                     TUXPAINT_RENAME, match_label)
+
+LANGUAGES = {
+    "": "English", "en": "English", "be": "Belarusian", "bg": "Bulgarian", "ca": "Catalan",
+    "da": "Danish", "el": "Greek", "es": "Spanish", "fr": "French", "nl": "Dutch",
+    "ro": "Romanian", "ru": "Russian", "lt": "Lithuanian", "it": "Italian",
+}
+SPEECH_CAP = {"tuxpaint-stamps-default": 250, "asterisk-core-sounds": 300, "hedgewars-data": 120}
+
+
+def _keep(key: str, n: int, total: int) -> bool:
+    """Deterministic ~n/total subsample by hash of `key` (caps speech without bias to one folder)."""
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < n / max(total, 1)
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def tuxpaint_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    root = "/usr/share/tuxpaint/stamps"
+    tasks = []
+    for path in sorted(glob.glob(f"{root}/**/*.ogg", recursive=True) + glob.glob(f"{root}/**/*.wav", recursive=True)):
+        stem = _stem(path)
+        folder = os.path.dirname(path)
+        if not any(os.path.exists(f"{folder}/{stem}.{e}") for e in ("png", "svg")):
+            continue  # localized pronunciations of digits / letters, not stamp sounds
+        if stem in TUXPAINT_EVENTS:
+            label, action = TUXPAINT_EVENTS[stem]
+        elif "/animals/" in path:
+            label = TUXPAINT_RENAME.get(stem, stem.replace("_", " "))
+            action = ANIMAL_ACTIONS.get(label)
+        else:
+            continue
+        tasks.append(FileTask(path, f"clips/{name}/{stem}", name, f"stamp:{stem}", label, "event",
+                              {"action": action} if action else {}, max_pieces))
+    descs = sorted(glob.glob(f"{root}/**/*_desc*.ogg", recursive=True))
+    for path in descs:
+        m = re.match(r"(.+)_desc(?:_([a-z]{2}))?$", _stem(path))
+        if not m or m.group(2) not in LANGUAGES and m.group(2) is not None:
+            continue
+        stem, lang = m.group(1), m.group(2) or ""
+        if not _keep(path, SPEECH_CAP[name], len(descs)):
+            continue
+        text = _stamp_text(os.path.join(os.path.dirname(path), f"{stem}.txt"), lang)
+        tasks.append(FileTask(path, f"clips/{name}/speech/{_stem(path)}", name, f"stamp:{stem}",
+                              "speech", "speech",
+                              {"speaker": "person", "language": LANGUAGES[lang], "text": text}, 1))
+    return tasks
+
+
+def _stamp_text(path: str, lang: str) -> str:
+    """The description of a stamp in `lang` ("" = English: the file's first line)."""
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError:
+        return ""
+    if not lang:
+        return lines[0].strip() if lines else ""
+    for line in lines:
+        if line.startswith(f"{lang}.utf8="):
+            return line.split("=", 1)[1].strip()
+    return ""
+
+
+def asterisk_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    files = sorted(glob.glob("/usr/share/asterisk/sounds/*_*_[fm]_*/**/*.wav", recursive=True))
+    tasks = []
+    for path in files:
+        voice = path.split("/")[5]  # e.g. en_US_f_Allison
+        lang, _, gender, _ = voice.split("_", 3)
+        if not _keep(path, SPEECH_CAP[name], len(files)):
+            continue
+        rel = os.path.relpath(path, f"/usr/share/asterisk/sounds/{voice}")
+        tasks.append(FileTask(path, f"clips/{name}/{voice}/{rel[:-4]}", name, f"phrase:{rel[:-4]}",
+                              "speech", "speech",
+                              {"speaker": "woman" if gender == "f" else "man", "language": LANGUAGES[lang]},
+                              max_pieces))
+    return tasks
+
+
+def _table_tasks(name: str, folder: str, table: dict, max_pieces: int) -> list[FileTask]:
+    tasks = []
+    for path in sorted(glob.glob(f"{folder}/*.ogg") + glob.glob(f"{folder}/*.wav")):
+        if _stem(path) in table:
+            label, action = table[_stem(path)]
+            tasks.append(FileTask(path, f"clips/{name}/{_stem(path)}", name, f"sfx:{_stem(path)}",
+                                  label, "event", {"action": action}, max_pieces))
+    return tasks
+
+
+def hedgewars_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    root = "/usr/share/games/hedgewars/Data/Sounds"
+    tasks = _table_tasks(name, root, HEDGEWARS_EVENTS, max_pieces)
+    voices = sorted(glob.glob(f"{root}/voices/*/*.ogg"))
+    for path in voices:
+        if not _keep(path, SPEECH_CAP[name], len(voices)):
+            continue
+        phrase = re.sub(r"\d+$", "", _stem(path))
+        if phrase in ("Laugh",):
+            label, kind, args = "laughing", "event", {"action": "a cartoon character laughing"}
+        elif "Cough" in phrase:
+            label, kind, args = "coughing", "event", {"action": "someone coughing"}
+        else:
+            label, kind, args = "speech", "speech", {"speaker": "cartoon voice", "language": "English"}
+        voice = path.split("/")[-2]
+        tasks.append(FileTask(path, f"clips/{name}/voices/{voice}_{_stem(path)}", name,
+                              f"voice:{phrase}", label, kind, args, 1))
+    return tasks
+
+
+def supertux_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    return _table_tasks(name, "/usr/share/games/supertux2/sounds", SUPERTUX_EVENTS, max_pieces)
+
+
+def sonic_pi_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    tasks = []
+    for path in sorted(glob.glob("/usr/share/sonic-pi/samples/*.flac")):
+        hit = match_label(_stem(path), SONIC_PI_PATTERNS)
+        if hit is None:
+            continue
+        label, kind = hit
+        args = {"drum": label, "dynamics": "softly" if "soft" in _stem(path) else "loudly"} if kind == "drum" \
+            else {"action": SONIC_PI_ACTIONS.get(label)}
+        tasks.append(FileTask(path, f"clips/{name}/{_stem(path)}", name, f"sample:{_stem(path)}",
+                              label, kind, args, max_pieces))
+    return tasks
+
+
+def openttd_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    """OpenSFX .cat: a table of (offset | 0x80000000 flag, size) uint32 pairs; the first offset / 8
+    is the entry count; each entry is a length-prefixed title followed by a RIFF WAV."""
+    path = "/usr/share/games/openttd/baseset/opensfx/opensfx.cat"
+    data = open(path, "rb").read()
+    count = (struct.unpack_from("<I", data, 0)[0] & 0x7FFFFFFF) // 8
+    tasks = []
+    for i in range(count):
+        offset, size = struct.unpack_from("<II", data, 8 * i)
+        offset &= 0x7FFFFFFF
+        if i not in OPENTTD_EVENTS:
+            continue
+        title_len = data[offset]
+        title = data[offset + 1: offset + title_len].split(b"\0")[0].decode("utf-8", "replace")
+        title = title.split('"')[1] if title.count('"') >= 2 else title
+        label, action = OPENTTD_EVENTS[i]
+        tasks.append(FileTask(path, f"clips/{name}/{i:02d}", name, f"sfx:{i}", label, "event",
+                              {"action": action, "detail": title.lower()}, max_pieces,
+                              offset + 1 + title_len, size - 1 - title_len))
+    return tasks
+
+
+def hydrogen_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    tasks = []
+    for xml in sorted(glob.glob("/usr/share/hydrogen/data/drumkits/*/drumkit.xml")):
+        kit_dir = os.path.dirname(xml)
+        kit = os.path.basename(kit_dir)
+        root = ET.parse(xml).getroot()
+        for el in root.iter():
+            el.tag = el.tag.split("}")[-1]  # drop the XML namespace
+        for n, inst in enumerate(root.iter("instrument")):
+            inst_name = (inst.findtext("name") or "").strip()
+            hit = match_label(inst_name, DRUM_PATTERNS)
+            files = [f.text.strip() for f in inst.iter("filename") if f.text]
+            if hit is None or not files:
+                continue
+            files = files[:: max(1, len(files) // 3)][:3]  # a few velocity layers, soft to hard
+            for j, fname in enumerate(files):
+                dyn = "softly" if j == 0 and len(files) > 1 else "loudly"
+                safe = re.sub(r"[^A-Za-z0-9]+", "_", f"{kit}_{n}_{j}")
+                tasks.append(FileTask(os.path.join(kit_dir, fname), f"clips/{name}/{safe}", name,
+                                      f"kit:{kit}", hit[0], "drum",
+                                      {"drum": hit[0], "dynamics": dyn}, max_pieces))
+    return tasks
+
+
+@dataclass(frozen=True)
+class Source:
+    """A corpus source: apt packages, a note for ATTRIBUTION.md, and its task builder
+    (None for the General MIDI sources, which are rendered by gm_render)."""
+
+    name: str
+    packages: tuple[str, ...]
+    used: str
+    tasks: Callable[[str, int], list[FileTask]] | None = None
+    soundfont: str = ""
+
+
+SOURCES = [
+    Source("tuxpaint-stamps-default", ("tuxpaint-stamps-default",),
+           "stamp sound effects (animals, household, instruments) and up to 250 spoken descriptions",
+           tuxpaint_tasks),
+    Source("gm-fluidr3", ("fluidsynth", "fluid-soundfont-gm"),
+           "FluidR3_GM.sf2 rendered with fluidsynth: 128 programs x 18 notes, 47 drum notes x 3",
+           soundfont="/usr/share/sounds/sf2/FluidR3_GM.sf2"),
+    Source("gm-timgm6mb", ("fluidsynth", "timgm6mb-soundfont"),
+           "TimGM6mb.sf2 rendered with fluidsynth: 128 programs x 18 notes, 47 drum notes x 3",
+           soundfont="/usr/share/sounds/sf2/TimGM6mb.sf2"),
+    Source("gm-musescore", ("fluidsynth", "musescore-general-soundfont-small"),
+           "MuseScore_General.sf3 rendered with fluidsynth: 128 programs x 18 notes, 47 drum notes x 3",
+           soundfont="/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"),
+    Source("asterisk-core-sounds", ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-es-wav",
+                                    "asterisk-core-sounds-fr-wav"),
+           "up to 300 prompts (English, Spanish, French)", asterisk_tasks),
+    Source("hedgewars-data", ("hedgewars-data",), "sound effects with a clear name, up to 120 voice clips",
+           hedgewars_tasks),
+    Source("supertux-data", ("supertux-data",), "sound effects with a clear name", supertux_tasks),
+    Source("hydrogen-drumkits", ("hydrogen-drumkits", "hydrogen-drumkits-effects"),
+           "drum-kit samples named in drumkit.xml (up to 3 velocity layers per instrument)", hydrogen_tasks),
+    Source("sonic-pi-samples", ("sonic-pi-samples",), "samples whose name gives a clear label", sonic_pi_tasks),
+    Source("openttd-opensfx", ("openttd-opensfx",), "titled sound effects from opensfx.cat", openttd_tasks),
+]
+HELDOUT = ("hydrogen-drumkits", "sonic-pi-samples", "openttd-opensfx")
