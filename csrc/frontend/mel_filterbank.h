@@ -1,0 +1,30 @@
+// Triangular mel filterbank (Slaney or HTK scale, optional Slaney area norm), as librosa builds it.
+#ifndef CLAP_RT_FRONTEND_MEL_FILTERBANK_H_
+#define CLAP_RT_FRONTEND_MEL_FILTERBANK_H_
+
+#include <vector>
+
+#include "frontend/options.h"
+
+namespace clap_rt {
+
+class MelFilterbank {
+ public:
+  // Built for opts.filterbank_rate with opts.NumBins() FFT bins.
+  explicit MelFilterbank(const FrontendOptions &opts);
+
+  int NumMels() const { return static_cast<int>(first_bin_.size()); }
+  // mel[m] = sum_b W[m, b] * power[b]; power has NumBins() values, mel has NumMels().
+  void Apply(const double *power, double *mel) const;
+  // Dense (n_mels, n_bins) row-major copy, for tests.
+  std::vector<double> Dense(int n_bins) const;
+
+ private:
+  // Each triangle is stored by its non-zero span only (a few bins): Apply is O(n_bins), not O(n_mels*n_bins).
+  std::vector<int> first_bin_;
+  std::vector<std::vector<double>> weights_;
+};
+
+}  // namespace clap_rt
+
+#endif  // CLAP_RT_FRONTEND_MEL_FILTERBANK_H_
