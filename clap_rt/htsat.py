@@ -201,9 +201,8 @@ class HTSAT(nn.Module):
         self.n_time = s * self.freq_ratio                    # frames the image holds (256*4 = 1024)
         self.stretch = cfg.stretch_frames
         if fe.n_frames > self.n_time or (fe.n_frames != self.n_time and not self.stretch):
-            raise ValueError(
-                f"frontend gives {fe.n_frames} frames per clip; htsat takes at most {self.n_time}"
-                + ("" if self.stretch else " exactly (htsat.stretch_frames is off)"))
+            limit = "at most" if self.stretch else "exactly (htsat.stretch_frames is off)"
+            raise ValueError(f"frontend gives {fe.n_frames} frames per clip; htsat takes {limit} {self.n_time}")
         if s % cfg.patch_stride:
             raise ValueError(f"htsat.spec_size ({s}) must be a multiple of patch_stride ({cfg.patch_stride})")
         grid = s // cfg.patch_stride
