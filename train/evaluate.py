@@ -1,0 +1,189 @@
+"""Zero-shot classification and text<->audio retrieval scores, and a confusion-matrix plot.
+
+The metric functions are pure functions of unit-norm embedding arrays, reusable by any recipe:
+
+    zero_shot_scores(audio (N, D), class_text (C, D), targets (N,))     -> {"top1", "top5"}
+    retrieval_recalls(audio (N, D), text (M, D), text_owner (M,))      -> {"t2a_R@1", ..., "a2t_R@10"}
+
+CLI: python -m train.evaluate --model DIR --manifest m.jsonl --split test --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from clap_rt.errors import UserError
+
+
+# --- metrics on embeddings -------------------------------------------------------------------
+
+def _rank_of(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """scores (N, C), correct (N,) column index -> 0-based rank of the correct column
+    (how many columns score strictly higher; ties count in the model's favour)."""
+    own = scores[np.arange(len(scores)), correct]
+    return (scores > own[:, None]).sum(axis=1)
+
+
+def zero_shot_scores(audio: np.ndarray, class_text: np.ndarray, targets: np.ndarray,
+                     ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """Top-k accuracy (fraction) of classifying each audio row among the class text rows."""
+    ranks = _rank_of(audio @ class_text.T, np.asarray(targets))
+    return {f"top{k}": float(np.mean(ranks < k)) for k in ks}
+
+
+def predictions(audio: np.ndarray, class_text: np.ndarray) -> np.ndarray:
+    """(N,) index of the best class per audio row."""
+    return np.argmax(audio @ class_text.T, axis=1)
+
+
+def retrieval_recalls(audio: np.ndarray, text: np.ndarray, text_owner: np.ndarray,
+                      ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Recall@k both ways. text_owner[j] is the audio row that caption j describes.
+
+    text->audio: caption j is a hit if its audio is in its top k.
+    audio->text: audio i is a hit if any of its captions is in its top k.
+    """
+    owner = np.asarray(text_owner)
+    sims = text @ audio.T                                     # (M, N)
+    t2a = _rank_of(sims, owner)                               # (M,)
+    a2t_scores = sims.T                                       # (N, M)
+    a2t = np.full(len(audio), np.iinfo(np.int64).max)
+    for j, i in enumerate(owner):
+        r = (a2t_scores[i] > a2t_scores[i, j]).sum()
+        a2t[i] = min(a2t[i], r)
+    out = {f"t2a_R@{k}": float(np.mean(t2a < k)) for k in ks}
+    out.update({f"a2t_R@{k}": float(np.mean(a2t < k)) for k in ks})
+    return out
+
+
+def confusion_matrix(targets: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, C) counts, row = true class, column = predicted class."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(targets), np.asarray(preds)), 1)
+    return cm
+
+
+def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "") -> None:
+    """Write the row-normalised confusion matrix as a PNG."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("the confusion-matrix plot requires the matplotlib package (pip install matplotlib)") from e
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.35 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --- embedding with a model ------------------------------------------------------------------
+
+@torch.no_grad()
+def embed_clip_windows(model, features: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """Per clip (W, n_mels, T) dB windows -> (N, D) unit-norm clip embeddings (window mean)."""
+    device = next(model.parameters()).device
+    wins = np.concatenate([np.asarray(f, dtype=np.float32) for f in features])
+    owner = np.repeat(np.arange(len(features)), [len(f) for f in features])
+    embs = [model.encode_audio(torch.from_numpy(wins[i:i + batch_size]).to(device)).float().cpu().numpy()
+            for i in range(0, len(wins), batch_size)]
+    e = np.concatenate(embs)
+    sums = np.zeros((len(features), e.shape[1]), dtype=np.float64)
+    np.add.at(sums, owner, e)
+    return (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+
+@torch.no_grad()
+def embed_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """Texts -> (M, D) unit-norm embeddings."""
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(texts), batch_size):
+        ids, mask = tokenizer(list(texts[i:i + batch_size]))
+        out.append(model.encode_text(ids.to(device), mask.to(device)).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def evaluate_clips(model, tokenizer, clips, features, template: str | None = None,
+                   confusion_png: str | Path | None = None) -> dict:
+    """All scores for `clips` (train.data.Clip) given their cached windows.
+
+    Zero-shot uses the clips that carry a `label` (classes = the distinct labels, prompts
+    `template.format(label)`); retrieval uses every caption of every clip.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        audio = embed_clip_windows(model, features)
+        texts = [c for clip in clips for c in clip.captions]
+        owner = np.repeat(np.arange(len(clips)), [len(c.captions) for c in clips])
+        out: dict = {"clips": len(clips), **retrieval_recalls(audio, embed_texts(model, tokenizer, texts), owner)}
+        labelled = [i for i, c in enumerate(clips) if c.label]
+        if labelled:
+            labels = sorted({clips[i].label for i in labelled})
+            template = template or model.config.prompt_template
+            class_emb = embed_texts(model, tokenizer, [template.format(lab) for lab in labels])
+            targets = np.array([labels.index(clips[i].label) for i in labelled])
+            out.update(classes=len(labels), **zero_shot_scores(audio[labelled], class_emb, targets))
+            if confusion_png:
+                cm = confusion_matrix(targets, predictions(audio[labelled], class_emb), len(labels))
+                plot_confusion(cm, labels, confusion_png, title=f"zero-shot top-1 {out['top1']:.1%}")
+                out["confusion_matrix"] = cm.tolist()
+                out["labels"] = labels
+    finally:
+        model.train(was_training)
+    return out
+
+
+def format_table(scores: dict) -> str:
+    rows = [(k, v) for k, v in scores.items() if isinstance(v, (int, float))]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+                     for k, v in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="clap_rt model folder")
+    p.add_argument("--manifest", required=True, help="CSV or JSONL manifest")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--template", default=None, help="prompt template with {} (default: the model's)")
+    p.add_argument("--cache-dir", default=None, help="feature cache root (default: ~/.cache/clap_rt/features)")
+    p.add_argument("--json", default=None, help="write the scores here")
+    p.add_argument("--confusion", default=None, help="write the confusion-matrix PNG here")
+    args = p.parse_args(argv)
+    try:
+        from clap_rt.checkpoints import load_model
+        from .data import FeatureCache, read_manifest, select_split
+        if args.template is not None and "{}" not in args.template:
+            raise UserError(f"--template: expected a '{{}}' placeholder, got {args.template!r}")
+        model, tokenizer = load_model(args.model)
+        clips = select_split(read_manifest(args.manifest), args.split, args.manifest)
+        features = FeatureCache(model.config.frontend, args.cache_dir).load_all(clips, progress=True)
+        scores = evaluate_clips(model, tokenizer, clips, features, args.template, args.confusion)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(scores))
+    if args.json:
+        Path(args.json).write_text(json.dumps(scores, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
