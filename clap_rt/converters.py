@@ -300,11 +300,12 @@ def _with_weights_shapes(cfg: ModelConfig, state: dict, src: str) -> ModelConfig
 # --- checks and loading --------------------------------------------------------------------
 
 def _build(cfg: ModelConfig, state: dict, extras: list, src: str, notes: list | None) -> CLAP:
-    model = CLAP(cfg)
     kept, dropped = {}, {}
     for k, v in state.items():
         (dropped if any(re.fullmatch(p, k) for p, _ in extras) else kept)[k] = v
-    _check_dropped(model, dropped, src, notes)
+    _check_frontend(cfg, dropped, src, notes)
+    model = CLAP(cfg)
+    _check_buffers(model, dropped, src)
     try:
         load_state_strict(model, kept, src)
     except ValueError as e:
@@ -317,21 +318,25 @@ def _build(cfg: ModelConfig, state: dict, extras: list, src: str, notes: list | 
     return model.eval()
 
 
-def _check_dropped(model: CLAP, dropped: dict, src: str, notes: list | None) -> None:
-    """Dropped keys that restate something we derive must agree with it."""
-    fe = model.config.frontend
+def _check_frontend(cfg: ModelConfig, dropped: dict, src: str, notes: list | None) -> None:
+    """torchlibrosa's melW and STFT kernels must match the preset's frontend."""
+    fe = cfg.frontend
     if "audio.logmel_extractor.melW" in dropped:
-        diff = melw_max_abs_diff(dropped["audio.logmel_extractor.melW"], model.config)
+        diff = melw_max_abs_diff(dropped["audio.logmel_extractor.melW"], cfg)
         if notes is not None:
-            notes.append(f"melW vs {model.config.name} filterbank: max abs diff {diff:.3g}")
+            notes.append(f"melW vs {cfg.name} filterbank: max abs diff {diff:.3g}")
         if diff > MELW_TOLERANCE:
-            raise UserError(f"{src}: logmel_extractor.melW differs from the {model.config.name} preset's "
+            raise UserError(f"{src}: logmel_extractor.melW differs from the {cfg.name} preset's "
                             f"filterbank by {diff:.3g} (> {MELW_TOLERANCE}); the preset does not match this checkpoint")
     for part in ("real", "imag"):
         key = f"audio.spectrogram_extractor.stft.conv_{part}.weight"
         if key in dropped and tuple(dropped[key].shape) != (fe.n_bins, 1, fe.n_fft):
-            raise UserError(f"{src}: {key} has shape {tuple(dropped[key].shape)}; the {model.config.name} "
+            raise UserError(f"{src}: {key} has shape {tuple(dropped[key].shape)}; the {cfg.name} "
                             f"preset's STFT needs {(fe.n_bins, 1, fe.n_fft)}")
+
+
+def _check_buffers(model: CLAP, dropped: dict, src: str) -> None:
+    """Released Swin buffers must equal the ones we derive from the config."""
     buffers = dict(model.named_buffers())
     for k, v in dropped.items():
         if k.endswith(("relative_position_index", "attn_mask")):
