@@ -1,0 +1,136 @@
+"""python export/quantize.py DIR --mode dynamic|static|fp16 [--calib FOLDER]: smaller graphs.
+
+Reads DIR/audio.onnx (written by to_onnx.py) and writes next to it:
+  dynamic  audio.int8-dynamic.onnx  ORT dynamic quantisation: int8 per-channel weights,
+                                    activations quantised on the fly (no calibration).
+  static   audio.int8-static.onnx   QDQ int8, per-channel symmetric weights, symmetric
+                                    activations calibrated (min/max) on log-mel windows of
+                                    a folder of audio (--calib: e.g. a sample of the training
+                                    corpus); the Q/DQ form is what TensorRT consumes for int8.
+  fp16     audio.fp16.onnx          fp16 weights and compute, fp32 input/output.
+Only Conv / MatMul / Gemm are quantised; the numerically fragile parts stay fp32 in every
+variant: the input scaling before the first Conv (dB -> tower scale, HTSAT's stretch),
+LayerNorm, softmax, softplus and the final L2 normalisation.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):      # run as a file: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from export.common import AUDIO_ONNX, batches, calibration_windows, model_config, read_meta, run_cli
+
+MODES = ("dynamic", "static", "fp16")
+QUANTISED_OPS = ["Conv", "MatMul", "Gemm"]
+FP32_OPS = ["LayerNormalization", "Softmax", "Softplus", "ReduceL2", "BatchNormalization"]
+
+
+def output_path(export_dir: str | Path, mode: str) -> Path:
+    name = {"dynamic": "audio.int8-dynamic.onnx", "static": "audio.int8-static.onnx", "fp16": "audio.fp16.onnx"}
+    return Path(export_dir) / name[mode]
+
+
+def input_scaling_nodes(proto) -> list[str]:
+    """Names of the nodes before the first Conv (graph order is topological): the input scaling."""
+    names = []
+    for node in proto.graph.node:
+        if node.op_type == "Conv":
+            break
+        names.append(node.name)
+    return names
+
+
+def _require_quantization():
+    try:
+        from onnxruntime import quantization
+    except ImportError as e:
+        raise RuntimeError("quantisation requires the onnxruntime package (pip install onnxruntime)") from e
+    return quantization
+
+
+def quantize_dynamic(src: Path, dst: Path) -> None:
+    q = _require_quantization()
+    import onnx
+    keep = input_scaling_nodes(onnx.load(str(src)))
+    q.quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=q.QuantType.QInt8,
+                       op_types_to_quantize=QUANTISED_OPS, nodes_to_exclude=keep)
+
+
+class MelReader:
+    """onnxruntime CalibrationDataReader over (N, n_mels, T) log-mel windows, `batch` at a time."""
+
+    def __init__(self, mels, batch: int = 8):
+        self._it = ({"mel_db": b} for b in batches(mels, batch))
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def quantize_static(src: Path, dst: Path, mels) -> None:
+    q = _require_quantization()
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        keep = input_scaling_nodes(onnx.load(str(pre)))
+        q.quantize_static(str(pre), str(dst), MelReader(mels), quant_format=q.QuantFormat.QDQ,
+                          per_channel=True, activation_type=q.QuantType.QInt8,
+                          weight_type=q.QuantType.QInt8, op_types_to_quantize=QUANTISED_OPS,
+                          nodes_to_exclude=keep, calibrate_method=q.CalibrationMethod.MinMax,
+                          extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+
+
+def convert_fp16(src: Path, dst: Path) -> None:
+    import onnx
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as e:
+        raise RuntimeError("fp16 conversion requires the onnxruntime package (pip install onnxruntime)") from e
+    proto = onnx.load(str(src))
+    keep = input_scaling_nodes(proto)
+    half = convert_float_to_float16(proto, keep_io_types=True, op_block_list=FP32_OPS, node_block_list=keep)
+    onnx.save(half, str(dst))
+
+
+def quantize(export_dir: str | Path, mode: str, calib: str | None = None, calib_windows: int = 64) -> Path:
+    """Write the `mode` variant of export_dir/audio.onnx; returns its path."""
+    from clap_rt.errors import UserError
+    src = Path(export_dir) / AUDIO_ONNX
+    if not src.exists():
+        raise UserError(f"{export_dir}: no {AUDIO_ONNX}; run export/to_onnx.py first")
+    dst = output_path(export_dir, mode)
+    if mode == "dynamic":
+        quantize_dynamic(src, dst)
+    elif mode == "fp16":
+        convert_fp16(src, dst)
+    else:
+        if not calib:
+            raise UserError("--calib: static quantisation needs a folder of audio, "
+                            "e.g. the training corpus folder")
+        mels = calibration_windows(calib, model_config(read_meta(export_dir)), calib_windows)
+        quantize_static(src, dst, mels)
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="quantize.py", description=__doc__.splitlines()[0])
+    p.add_argument("dir", help="folder written by export/to_onnx.py")
+    p.add_argument("--mode", choices=MODES, required=True)
+    p.add_argument("--calib", default=None, help="folder of audio for static calibration")
+    p.add_argument("--calib-windows", type=int, default=64, help="clip windows used for calibration")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        print(f"wrote {quantize(args.dir, args.mode, args.calib, args.calib_windows)}")
+        return 0
+
+    return run_cli("quantize.py", run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
