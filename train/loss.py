@@ -2,8 +2,8 @@
 
 Each rank scores its own B rows against all world*B columns ("local loss"): with DDP's
 gradient averaging this gives exactly the gradients of the single-process loss on the global
-batch, because torch.distributed.nn.functional.all_gather sums the gradients flowing back to
-each rank's embeddings (reduce-scatter) and DDP divides by the world size.
+batch, because the all-gather below sums the gradients flowing back to
+each rank's embeddings and DDP divides by the world size.
 """
 from __future__ import annotations
 
@@ -19,13 +19,32 @@ def world_info() -> tuple[int, int]:
     return 0, 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient for this rank's rows.
+
+    (An all-reduce + slice rather than a reduce-scatter: gloo has no reduce-scatter.)
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """(B, D) on every rank -> (world*B, D) in rank order; gradients flow back to every rank."""
     _, world = world_info()
-    if world == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x), dim=0)
+    return x if world == 1 else _GatherWithGrad.apply(x)
 
 
 def contrastive_loss(audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
