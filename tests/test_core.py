@@ -1,0 +1,96 @@
+"""The core API: deterministic embeddings, mono mixing, windows, checkpoints, labels, text pooling."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from clap_rt.audio import fit_windows
+from clap_rt.checkpoints import load_model, load_state_strict, save_model
+from clap_rt.errors import UserError
+from clap_rt.zeroshot import Clap, parse_labels
+from conftest import tone
+
+
+@pytest.fixture(scope="module")
+def clap(tiny_model_dir):
+    return Clap.load(tiny_model_dir, backend="torch")
+
+
+def test_same_file_same_embedding(clap, audio_dir):
+    a = clap.embed_audio([audio_dir / "long.wav"])
+    b = clap.embed_audio([audio_dir / "long.wav"])
+    assert np.array_equal(a, b)
+    assert abs(float(np.linalg.norm(a[0])) - 1.0) < 1e-5
+
+
+def test_stereo_gives_embedding_of_mono_mix(clap, tmp_path):
+    left, right = tone(300, 1.2), 0.3 * tone(1700, 1.2)
+    sf.write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), 44100, subtype="FLOAT")
+    sf.write(tmp_path / "mono.wav", (left + right) / 2, 44100, subtype="FLOAT")
+    s, m = clap.embed_audio([tmp_path / "stereo.wav", tmp_path / "mono.wav"])
+    cos = float(s @ m)
+    assert cos >= 0.99999, f"stereo vs mono-mix cosine {cos:.8f}"
+
+
+def test_array_input_matches_file_and_resamples(clap, audio_dir):
+    x, sr = sf.read(audio_dir / "high.wav", dtype="float32")
+    from_file = clap.embed_audio([audio_dir / "high.wav"])[0]
+    from_array = clap.embed_audio([x], sample_rate=sr)[0]
+    assert float(from_file @ from_array) >= 0.99999
+
+
+def test_fit_windows_repeat_pads_and_covers_long_clips():
+    short = np.arange(1, 4, dtype=np.float32)
+    assert fit_windows(short, 8).tolist() == [[1, 2, 3, 1, 2, 3, 0, 0]]
+    long = np.arange(10, dtype=np.float32)
+    w = fit_windows(long, 4)                     # hop 2: starts 0, 2, 4, 6
+    assert [int(r[0]) for r in w] == [0, 2, 4, 6]
+    w = fit_windows(np.arange(11, dtype=np.float32), 4)   # end-aligned last window
+    assert [int(r[0]) for r in w] == [0, 2, 4, 6, 7]
+
+
+def test_checkpoint_round_trip_and_strict_errors(tiny_model_dir, tmp_path):
+    model, tok = load_model(tiny_model_dir)
+    out = save_model(model, tmp_path / "copy", tok)
+    again, _ = load_model(out)
+    mel = torch.randn(2, model.config.frontend.n_mels, 40)
+    with torch.no_grad():
+        assert torch.equal(model.encode_audio(mel), again.encode_audio(mel))
+    state = model.state_dict()
+    state.pop("logit_scale")
+    with pytest.raises(ValueError, match=r"missing keys \['logit_scale'\]"):
+        load_state_strict(again, state, "x.safetensors")
+    state = dict(model.state_dict(), extra_weight=torch.zeros(1))
+    with pytest.raises(ValueError, match=r"unexpected keys \['extra_weight'\]"):
+        load_state_strict(again, state, "x.safetensors")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["format"] = "other"
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="expected format 'clap_rt', found 'other'"):
+        load_model(out)
+
+
+def test_text_pooling_ignores_padding_and_exclamation_marks(clap):
+    texts = ["dog", "a dog barking loudly in the yard", "glass breaking!"]
+    together = clap.embed_text(texts)
+    alone = np.concatenate([clap.embed_text([t]) for t in texts])
+    assert np.abs(together - alone).max() < 1e-5
+
+
+def test_classify_probabilities_are_a_distribution(clap, audio_dir):
+    (r,) = clap.classify([audio_dir / "low.wav"], ["dog", "siren", "piano"])
+    assert set(r.scores) == {"dog", "siren", "piano"}
+    assert abs(sum(r.scores.values()) - 1.0) < 1e-5
+    assert r.label == max(r.scores, key=r.scores.get) and r.score == r.scores[r.label]
+
+
+def test_parse_labels_errors():
+    assert parse_labels(" siren, glass breaking ,") == ["siren", "glass breaking"]
+    with pytest.raises(UserError, match="--labels: expected at least one label"):
+        parse_labels(" , ")
+    with pytest.raises(UserError, match=r"--labels: duplicate labels \['dog'\]"):
+        parse_labels("dog,cat,dog")
