@@ -55,6 +55,12 @@ def optimise_for_ort(src: Path, dst: Path) -> None:
     ort.InferenceSession(str(src), sess_options=so, providers=["CPUExecutionProvider"])
 
 
+def model_frames(meta: dict) -> int:
+    """Frames per clip window of the exported model (the T an engine is built for)."""
+    from export.common import model_config
+    return model_config(meta).frontend.n_frames
+
+
 def export(ckpt: str, out_dir: str, labels: list[str] | None = None, template: str | None = None,
            opset: int = 17) -> dict:
     """Export `ckpt` into `out_dir`; returns the export.json content."""
