@@ -267,3 +267,37 @@ class EventDetector:
                 out.append(self._end(label, st, st.offset))
         return out
 
+
+
+# --- calibration -------------------------------------------------------------------------
+
+def fit_thresholds(positive_peaks: Sequence[float], negatives: Sequence[float]) -> tuple[float, float, str]:
+    """(on, off, note) for one label from example clips and background windows.
+
+    positive_peaks: the label's highest window score in each example clip (an example holds
+    the sound somewhere, not in every window). negatives: the label's scores on every window
+    of background audio and of the other labels' examples.
+    on sits halfway between the loud end of the negatives (99th percentile) and the quiet end
+    of the positives (10th percentile); off halfway between that negative level and on. With
+    only one side, on is set relative to it. note says how well the two sides separate.
+    """
+    pos = np.asarray(positive_peaks, np.float64)
+    neg = np.asarray(negatives, np.float64)
+    neg_hi = float(np.percentile(neg, 99)) if neg.size else None
+    pos_lo = float(np.percentile(pos, 10)) if pos.size else None
+    if neg_hi is not None and pos_lo is not None:
+        if pos_lo > neg_hi:
+            on, note = (neg_hi + pos_lo) / 2, f"separated (background p99 {neg_hi:.3f} < examples p10 {pos_lo:.3f})"
+        else:
+            # overlap: favour few false alarms, some examples will be missed
+            on, note = neg_hi + 0.25 * (1 - neg_hi), (f"overlapping (background p99 {neg_hi:.3f} >= examples p10 "
+                                                      f"{pos_lo:.3f}); expect misses")
+    elif pos_lo is not None:
+        on, note = 0.75 * pos_lo, f"examples only (p10 {pos_lo:.3f}); no background given"
+    elif neg_hi is not None:
+        on, note = neg_hi + 0.5 * (1 - neg_hi), f"background only (p99 {neg_hi:.3f}); no examples given"
+    else:
+        raise UserError("calibrate: expected example clips (--examples) and/or background audio (--background)")
+    on = float(np.clip(on, 0.02, 0.98))
+    floor = neg_hi if neg_hi is not None and neg_hi < on else 0.5 * on
+    return round(on, 4), round(float(max(0.01, (floor + on) / 2)), 4), note

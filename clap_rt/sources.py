@@ -223,7 +223,7 @@ class MicrophoneSource(_QueuedSource):
     def __init__(self, device=None, rate: Optional[int] = None, channels: int = 1, block: int = 1024,
                  queue_size: int = 32, retries: int = 5, backoff: float = 0.5,
                  log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)):
-        self.sd = _sounddevice()
+        self.sd = import_sounddevice()
         self.device = _parse_device(device)
         if rate is None:
             try:
@@ -292,7 +292,7 @@ class MicrophoneSource(_QueuedSource):
         self._close()
 
 
-def _sounddevice():
+def import_sounddevice():
     try:
         import sounddevice
     except (ImportError, OSError) as e:   # OSError: the PortAudio library itself is missing

@@ -11,7 +11,7 @@ import sys
 
 from ..errors import UserError
 
-SUBCOMMANDS = ("classify", "embed", "search", "info", "convert")
+SUBCOMMANDS = ("classify", "embed", "search", "info", "convert", "listen", "calibrate", "devices")
 
 
 def build_parser() -> argparse.ArgumentParser:

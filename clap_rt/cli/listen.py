@@ -1,0 +1,124 @@
+"""clap-rt listen --labels "siren,glass breaking": continuous zero-shot event detection."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+from ..detect import DEFAULT_BACKGROUND, DetectorConfig, EventDetector, Thresholds, check_pair
+from ..errors import UserError
+from .common import add_label_options, add_model_options, load_clap, read_labels
+
+
+def add_stream_options(p) -> None:
+    """Window, scoring and decision options shared by listen and calibrate."""
+    p.add_argument("--hop", type=float, default=0.5, help="seconds between windows (default: 0.5)")
+    p.add_argument("--window", type=float, default=None,
+                   help="window length in seconds, at most the model's (default: the model's)")
+    p.add_argument("--background-prompts", default=None,
+                   help='comma-separated prompts the labels compete with (default: "'
+                        + ",".join(DEFAULT_BACKGROUND) + '")')
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("listen", help="detect labelled sound events in a live stream, a file or stdin")
+    add_label_options(p)
+    add_model_options(p)
+    g = p.add_argument_group("input")
+    g.add_argument("--input", default=None, metavar="FILE|-",
+                   help="a sound file played as a live stream, or - for raw PCM on stdin (default: microphone)")
+    g.add_argument("--device", default=None, help="input device index or name (see `clap-rt devices`)")
+    g.add_argument("--fast", action="store_true", help="file/stdin: as fast as possible, every window scored")
+    g.add_argument("--rate", type=int, default=None, help="sample rate in Hz (stdin: required; mic: default rate)")
+    g.add_argument("--channels", type=int, default=1, help="channels of the input (default: 1)")
+    g.add_argument("--format", default="s16le", help="stdin PCM format: s16le, s32le or f32le (default: s16le)")
+    g.add_argument("--queue-size", type=int, default=32, help="audio chunks held between capture and inference")
+    add_stream_options(p)
+    d = p.add_argument_group("decisions")
+    d.add_argument("--thresholds", default=None, help="per-label thresholds file from `clap-rt calibrate`")
+    d.add_argument("--on", type=float, default=None, help="on threshold for labels not in --thresholds (default 0.5)")
+    d.add_argument("--off", type=float, default=None, help="off threshold for labels not in --thresholds (default 0.35)")
+    d.add_argument("--smoothing", default="median", choices=("median", "ema", "none"))
+    d.add_argument("--smooth-windows", type=int, default=3, help="median length in windows, odd (default: 3)")
+    d.add_argument("--ema-alpha", type=float, default=0.5)
+    d.add_argument("--min-duration", type=float, default=0.0, help="seconds before a start is reported")
+    d.add_argument("--debounce", type=float, default=0.0, help="gaps shorter than this (s) do not end an event")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="JSON lines on stdout: one per start / end event")
+    o.add_argument("--plot", default=None, metavar="PNG", help="write the score timeline with events to PNG")
+    o.add_argument("--no-view", action="store_true", help="no live terminal view even on a terminal")
+    p.set_defaults(func=run)
+
+
+def background_prompts(args, thresholds: Thresholds) -> list[str]:
+    if args.background_prompts is not None:
+        prompts = [s.strip() for s in args.background_prompts.split(",") if s.strip()]
+        if not prompts:
+            raise UserError('--background-prompts: expected comma-separated prompts, e.g. "background noise,silence"')
+        return prompts
+    return list(thresholds.background or DEFAULT_BACKGROUND)
+
+
+def load_thresholds(args, labels: list[str]) -> Thresholds:
+    th = Thresholds.load(args.thresholds) if args.thresholds else Thresholds()
+    if args.on is not None:
+        th.default_on = args.on
+    if args.off is not None:
+        th.default_off = args.off
+    if args.on is not None or args.off is not None:
+        check_pair(th.default_on, th.default_off, "--on/--off")
+    missing = [label for label in labels if args.thresholds and label not in th.on]
+    if missing:
+        print(f"clap-rt listen: {args.thresholds} has no thresholds for {missing}; using on={th.default_on} "
+              f"off={th.default_off}", file=sys.stderr)
+    return th
+
+
+def run(args) -> int:
+    from ..live_view import LiveView, TimelinePlot, event_line
+    from ..sources import open_source
+    from ..stream import ClapStream, StreamStats, run_stream
+
+    labels = read_labels(args)
+    thresholds = load_thresholds(args, labels)
+    detector = EventDetector(labels, thresholds, DetectorConfig(
+        smoothing=args.smoothing, smooth_windows=args.smooth_windows, ema_alpha=args.ema_alpha,
+        min_duration=args.min_duration, debounce=args.debounce))
+    source = open_source(args.input, fast=args.fast, device=args.device, rate=args.rate,
+                         channels=args.channels, fmt=args.format, queue_size=args.queue_size)
+    clap = load_clap(args)
+    stream = ClapStream(clap, labels, source.rate, hop=args.hop, window=args.window,
+                        background=background_prompts(args, thresholds), template=args.template or thresholds.template)
+    pairs = [thresholds.pair(label) for label in labels]
+    use_view = sys.stdout.isatty() and not args.json and not args.no_view
+    view = LiveView(labels, pairs) if use_view else None
+    plot = TimelinePlot(labels, pairs) if args.plot else None
+
+    def emit(window, events) -> None:
+        for e in events:
+            if args.json:
+                print(json.dumps(e.to_json()), flush=True)
+            elif view is None:
+                print(event_line(e), flush=True)
+        for sink in (view, plot):
+            if sink is not None:
+                sink.update(window, events)
+
+    stats = StreamStats()
+    live = args.input is None or not args.fast
+    source.start()
+    try:
+        with view if view is not None else contextlib.nullcontext():
+            try:
+                run_stream(source, stream, lambda w: emit(w, detector.update(w)), live=live, stats=stats)
+            except KeyboardInterrupt:
+                pass            # Ctrl-C: close open events and print the summary below
+            finally:
+                source.stop()
+            emit(None, detector.finish())
+    finally:
+        stats.dropped_chunks, stats.overflows = source.dropped, source.overflows
+        print(f"clap-rt listen: {stats.summary_line()}", file=sys.stderr, flush=True)
+    if plot is not None:
+        plot.save(args.plot)
+    return 0
