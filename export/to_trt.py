@@ -49,6 +49,11 @@ def build(ckpt: str, out: str, fp16: bool, int8: bool, batch: tuple[int, int, in
             graph = quantize.quantize(tmp, "static", calib)
         elif fp16 and trt_major(trt) >= 11:
             graph = quantize.quantize(tmp, "fp16")
+        import onnx
+        from export.trt_ops import trt_unsupported
+        problems = trt_unsupported(onnx.load(str(graph)))
+        if problems:
+            raise RuntimeError(f"{graph.name}: TensorRT cannot import {problems[0]} ({len(problems)} problems)")
         n_frames = to_onnx.model_frames(meta)
         plan = build_plan(graph, n_frames, fp16=fp16, int8=int8, batch=batch)
     atomic_write_bytes(Path(out), plan)
