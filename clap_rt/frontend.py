@@ -17,6 +17,7 @@ Everything is computed in float64 and returned as float32: a float32 FFT is off 
 """
 from __future__ import annotations
 
+import importlib
 import warnings
 from typing import Optional
 
@@ -196,7 +197,7 @@ def _extension():
     """The C++ module, or None (warning once) when it is not built."""
     global _WARNED
     try:
-        from clap_rt import _frontend
+        ext = importlib.import_module("clap_rt._frontend")
     except ImportError as e:
         if not _WARNED:
             _WARNED = True
@@ -204,7 +205,7 @@ def _extension():
                           "reference. Build it with `pip install -e .` (needs libfftw3-dev).", RuntimeWarning,
                           stacklevel=3)
         return None
-    return _frontend
+    return ext
 
 
 def _cpp_options(fe: FrontendConfig, ext):

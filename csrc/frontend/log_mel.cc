@@ -36,16 +36,17 @@ int64_t LogMel::MinSamples() const { return opts_.center ? opts_.n_fft / 2 + 1 :
 void LogMel::ComputeFrame(const float *buf, int64_t buf_start, int64_t signal_len, int64_t start, float *out,
                           int64_t stride, Workspace *ws) const {
   const int n_fft = opts_.n_fft;
-  double *in = ws->fft.in;
+  double *__restrict in = ws->fft.in;
+  const double *__restrict window = window_.data();
   if (start >= 0 && start + n_fft <= signal_len) {  // interior frame: no reflection
-    const float *x = buf + (start - buf_start);
-    for (int i = 0; i < n_fft; ++i) in[i] = window_[i] * x[i];
+    const float *__restrict x = buf + (start - buf_start);
+    for (int i = 0; i < n_fft; ++i) in[i] = window[i] * x[i];
   } else {
     for (int i = 0; i < n_fft; ++i) {
       int64_t k = start + i;
       if (k < 0) k = -k;                                    // x[-k] = x[k]
       if (k >= signal_len) k = 2 * (signal_len - 1) - k;  // x[n-1+j] = x[n-1-j]
-      in[i] = window_[i] * buf[k - buf_start];
+      in[i] = window[i] * buf[k - buf_start];
     }
   }
   fft_.Forward(&ws->fft);
@@ -59,8 +60,11 @@ void LogMel::ComputeFrame(const float *buf, int64_t buf_start, int64_t signal_le
     for (int b = 0; b < n_bins; ++b) power[b] = std::pow(power[b], exponent);
   }
   filterbank_.Apply(power, ws->mel.data());
+  // log10 in single precision: the output is float32 anyway, and it is ~3x cheaper than the
+  // double log10 (its relative error, ~1e-7, is < 1e-5 dB).
+  const float amin = static_cast<float>(opts_.amin);
   for (int m = 0; m < opts_.n_mels; ++m) {
-    out[m * stride] = static_cast<float>(10.0 * std::log10(std::max(opts_.amin, ws->mel[m])));
+    out[m * stride] = 10.0f * std::log10(std::max(amin, static_cast<float>(ws->mel[m])));
   }
 }
 

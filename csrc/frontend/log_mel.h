@@ -18,6 +18,7 @@ class LogMel {
   explicit LogMel(const FrontendOptions &opts);
 
   const FrontendOptions &Options() const { return opts_; }
+  const MelFilterbank &Filterbank() const { return filterbank_; }
   // Frames for n samples: 1 + n/hop if centred, else max(0, 1 + (n - n_fft)/hop).
   int64_t NumFrames(int64_t n) const;
   // Shortest accepted signal: n_fft/2 + 1 if centred (single reflection), else 1.

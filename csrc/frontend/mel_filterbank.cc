@@ -36,7 +36,7 @@ MelFilterbank::MelFilterbank(const FrontendOptions &opts) {
   }
   const double bin_hz = static_cast<double>(opts.filterbank_rate) / opts.n_fft;
   first_bin_.assign(n_mels, 0);
-  weights_.assign(n_mels, {});
+  offset_.assign(1, 0);
   for (int m = 0; m < n_mels; ++m) {
     const double lo = edges[m], mid = edges[m + 1], hi = edges[m + 2];
     const double norm = opts.slaney_norm ? 2.0 / (hi - lo) : 1.0;
@@ -53,25 +53,29 @@ MelFilterbank::MelFilterbank(const FrontendOptions &opts) {
     }
     if (last >= first) {
       first_bin_[m] = first;
-      weights_[m].assign(row.begin() + first, row.begin() + last + 1);
+      weights_.insert(weights_.end(), row.begin() + first, row.begin() + last + 1);
     }
+    offset_.push_back(static_cast<int>(weights_.size()));
   }
 }
 
 void MelFilterbank::Apply(const double *power, double *mel) const {
-  for (size_t m = 0; m < weights_.size(); ++m) {
+  const double *w = weights_.data();
+  for (size_t m = 0; m < first_bin_.size(); ++m) {
     const double *p = power + first_bin_[m];
-    const std::vector<double> &w = weights_[m];
+    const int length = offset_[m + 1] - offset_[m];
     double acc = 0.0;
-    for (size_t i = 0; i < w.size(); ++i) acc += w[i] * p[i];
+    for (int i = 0; i < length; ++i) acc += w[i] * p[i];
     mel[m] = acc;
+    w += length;
   }
 }
 
 std::vector<double> MelFilterbank::Dense(int n_bins) const {
-  std::vector<double> dense(weights_.size() * n_bins, 0.0);
-  for (size_t m = 0; m < weights_.size(); ++m) {
-    std::copy(weights_[m].begin(), weights_[m].end(), dense.begin() + m * n_bins + first_bin_[m]);
+  std::vector<double> dense(first_bin_.size() * n_bins, 0.0);
+  for (size_t m = 0; m < first_bin_.size(); ++m) {
+    std::copy(weights_.begin() + offset_[m], weights_.begin() + offset_[m + 1],
+              dense.begin() + m * n_bins + first_bin_[m]);
   }
   return dense;
 }

@@ -20,9 +20,12 @@ class MelFilterbank {
   std::vector<double> Dense(int n_bins) const;
 
  private:
-  // Each triangle is stored by its non-zero span only (a few bins): Apply is O(n_bins), not O(n_mels*n_bins).
+  // Each triangle is stored by its non-zero span only (a few bins), all spans back to back in
+  // weights_: Apply is O(n_bins), not O(n_mels * n_bins). Triangle m covers bins
+  // [first_bin_[m], first_bin_[m] + length) with length = offset_[m + 1] - offset_[m].
   std::vector<int> first_bin_;
-  std::vector<std::vector<double>> weights_;
+  std::vector<int> offset_;  // n_mels + 1
+  std::vector<double> weights_;
 };
 
 }  // namespace clap_rt

@@ -1,5 +1,6 @@
 #include "frontend/log_mel.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "python/bindings.h"
@@ -26,6 +27,14 @@ py::array_t<float> Compute(const LogMel &log_mel, const FloatArray &audio, int t
   }
   return out;
 }
+
+py::array_t<double> DenseFilterbank(const LogMel &log_mel) {
+  const int n_bins = log_mel.Options().NumBins();
+  const std::vector<double> dense = log_mel.Filterbank().Dense(n_bins);
+  py::array_t<double> out({static_cast<int64_t>(log_mel.Options().n_mels), static_cast<int64_t>(n_bins)});
+  std::copy(dense.begin(), dense.end(), out.mutable_data());
+  return out;
+}
 }  // namespace
 
 void PybindLogMel(py::module_ &m) {
@@ -33,6 +42,7 @@ void PybindLogMel(py::module_ &m) {
       .def(py::init<const FrontendOptions &>(), py::arg("options"))
       .def_property_readonly("options", &LogMel::Options)
       .def("num_frames", &LogMel::NumFrames, py::arg("n_samples"))
+      .def("mel_filterbank", &DenseFilterbank, "(n_mels, n_fft/2+1) float64 weights, as built in C++.")
       .def("compute", &Compute, py::arg("audio"), py::arg("threads") = 1,
            "audio (n,) or (B, n) float32 -> (n_mels, T) or (B, n_mels, T) float32 dB, on `threads` threads.");
 }
