@@ -129,3 +129,43 @@ def test_captions_are_varied():
              for i in range(20)}
     assert len(mains) >= 3, f"only {mains} as second caption over 20 clips"
     assert note_captions("cello", 48, "low", "softly", random.Random(1))[0] == "a cello playing a low note"
+
+
+def test_openttd_cat_entries():
+    """A two-entry synthetic catalogue: offset table with the 0x80000000 flag, titles, RIFF data."""
+    from train.corpus.sources import cat_entries
+
+    bodies = [(b'"Ship horn". By X.\0', b"RIFF1234"), (b'"Cow".\0', b"RIFFabcdefgh")]
+    offset, table, blob = 16, b"", b""
+    for title, riff in bodies:
+        entry = bytes([len(title)]) + title + riff
+        table += (offset | 0x80000000).to_bytes(4, "little") + len(entry).to_bytes(4, "little")
+        blob += entry
+        offset += len(entry)
+    data = table + blob
+    got = [(t, data[o:o + n]) for t, o, n in cat_entries(data)]
+    assert got == [('"Ship horn". By X.', b"RIFF1234"), ('"Cow".', b"RIFFabcdefgh")]
+
+
+def test_rcc_files():
+    """A synthetic version-2 Qt resource bundle: root dir -> dir "snd" -> files "a.ogg", "b.wav"."""
+    import struct
+
+    from train.corpus.rcc import rcc_files
+
+    def name(s):
+        return struct.pack(">HI", len(s), 0) + s.encode("utf-16-be")
+
+    names = name("snd") + name("a.ogg") + name("b.wav")
+    n_a, n_b = len(name("snd")), len(name("snd")) + len(name("a.ogg"))
+    content = struct.pack(">I", 3) + b"AAA" + struct.pack(">I", 2) + b"BB"
+    mtime = b"\0" * 8
+    tree = (struct.pack(">IHII", 0, 2, 1, 1) + mtime + struct.pack(">IHII", 0, 2, 2, 2) + mtime
+            + struct.pack(">IHHHI", n_a, 0, 0, 0, 0) + mtime + struct.pack(">IHHHI", n_b, 0, 0, 0, 7) + mtime)
+    header_len = 24
+    data = (b"qres" + struct.pack(">IIIII", 2, header_len, header_len + len(tree),
+                                  header_len + len(tree) + len(content), 0) + tree + content + names)
+    files = rcc_files(data)
+    assert [(p, data[o:o + n]) for p, _, o, n in files] == [("snd/a.ogg", b"AAA"), ("snd/b.wav", b"BB")]
+    with pytest.raises(ValueError, match="qres"):
+        rcc_files(b"nope" + data[4:])

@@ -88,6 +88,77 @@ SUPERTUX_EVENTS = {
     "crystallo-shatter": ("glass breaking", "glass shattering"), "brick": ("breaking", "bricks breaking"),
 }
 
+FREEDESKTOP_EVENTS = {
+    "alarm-clock-elapsed": ("alarm clock", "an alarm clock ringing"), "bell": ("bell", "a small bell ringing"),
+    "camera-shutter": ("camera shutter", "a camera shutter clicking"),
+    "phone-incoming-call": ("telephone ringing", "a telephone ringing"),
+    "phone-outgoing-busy": ("busy signal", "a telephone busy signal"),
+    "phone-outgoing-calling": ("ringback tone", "a telephone ringback tone"),
+    "trash-empty": ("crumpling", "paper being crumpled"), "complete": ("chime", "a notification chime"),
+    "message": ("chime", "a message notification chime"), "message-new-instant": ("chime", "a short notification chime"),
+    "dialog-warning": ("alert", "a computer warning sound"), "dialog-error": ("alert", "a computer error sound"),
+    "screen-capture": ("camera shutter", "a screenshot shutter sound"),
+}
+
+# Scorched 3D file stems (without trailing digits) -> (label, action).
+SCORCHED3D_EVENTS = {
+    "bees": ("bee", "a swarm of bees buzzing"), "lightning": ("thunder", "lightning crackling"),
+    "lightningbolt": ("thunder", "a lightning bolt striking"), "thunder": ("thunder", "thunder rumbling"),
+    "quake": ("earthquake", "the ground rumbling in an earthquake"), "exp": ("explosion", "an explosion"),
+    "large": ("explosion", "a large explosion"), "xlarge": ("explosion", "a huge explosion"),
+    "medium": ("explosion", "an explosion"), "small": ("explosion", "a small explosion"),
+    "napalm": ("fire", "a burst of flames"), "carhorn": ("car horn", "a car horn honking"),
+    "cessna": ("airplane", "a small propeller plane flying"), "cheeringloop": ("cheering", "a crowd cheering"),
+    "citysounds": ("city traffic", "city street noise with traffic"), "cows": ("cow", "cows mooing"),
+    "moo": ("cow", "a cow mooing"), "dog": ("dog", "a dog barking"), "factoryloop": ("machine", "factory machinery running"),
+    "firetruck": ("siren", "a fire truck siren wailing"), "policecar": ("siren", "a police car siren"),
+    "helicopter": ("helicopter", "a helicopter flying"), "apache_": ("helicopter", "a military helicopter flying"),
+    "rooster": ("rooster", "a rooster crowing"), "scream": ("screaming", "a person screaming"),
+    "screaming": ("screaming", "people screaming"), "sheep": ("sheep", "a sheep bleating"),
+    "machinegun": ("machine gun", "a machine gun firing"), "shotgun": ("gunshot", "a shotgun firing"),
+    "bats": ("bat", "bats squeaking"), "birdchirp": ("bird", "a bird chirping"), "birds": ("bird", "birds singing"),
+    "camera": ("camera shutter", "a camera shutter clicking"), "f16_": ("airplane", "a fighter jet flying past"),
+    "f18_": ("airplane", "a fighter jet flying past"), "jet": ("airplane", "a jet flying over"),
+    "frogs": ("frog", "frogs croaking"), "gull": ("seagull", "a seagull crying"),
+    "oceanwaves": ("ocean waves", "ocean waves crashing"), "rain": ("rain", "rain falling"),
+    "splash": ("splash", "water splashing"), "wolf": ("wolf", "a wolf howling"),
+    "rocket": ("rocket", "a rocket launching"), "launch": ("rocket", "a missile launching"),
+    "lava": ("bubbling", "lava bubbling"), "tankmove": ("engine", "a tank engine rumbling"),
+    "beep": ("beep", "an electronic beep"), "laser": ("laser", "a laser gun firing"),
+}
+
+# GCompris sound file stems -> (label, action); instruments and farm animals come from activities
+# that name them, the rest from the sound-memory game.
+GCOMPRIS_EVENTS = {
+    "tambourine": ("tambourine", "a tambourine being shaken"), "snare_drum": ("snare drum", "a snare drum being played"),
+    "harmonica": ("harmonica", "a harmonica playing"), "violin": ("violin", "a violin playing"),
+    "cello": ("cello", "a cello playing"), "accordion": ("accordion", "an accordion playing"),
+    "bongo": ("bongo", "bongo drums being played"), "electric_guitar": ("electric guitar", "an electric guitar playing"),
+    "banjo": ("banjo", "a banjo playing"), "triangle": ("triangle", "a triangle ringing"),
+    "trumpet": ("trumpet", "a trumpet playing"), "horn": ("french horn", "a french horn playing"),
+    "piano": ("piano", "a piano playing"), "cymbal": ("cymbal", "a cymbal crashing"), "harp": ("harp", "a harp playing"),
+    "timpani": ("timpani", "timpani drums rolling"), "saxophone": ("saxophone", "a saxophone playing"),
+    "maracas": ("maracas", "maracas being shaken"), "clarinet": ("clarinet", "a clarinet playing"),
+    "guitar": ("acoustic guitar", "an acoustic guitar playing"), "tuba": ("tuba", "a tuba playing"),
+    "trombone": ("trombone", "a trombone playing"), "organ": ("organ", "an organ playing"),
+    "drum_kit": ("drum kit", "a drum kit being played"), "castanets": ("castanets", "castanets clicking"),
+    "flute_traversiere": ("flute", "a flute playing"),
+    "owl": ("owl", "an owl hooting"), "pig": ("pig", "a pig grunting"), "chickens": ("hen", "chickens clucking"),
+    "cat": ("cat", "a cat meowing"), "horse": ("horse", "a horse neighing"), "cow": ("cow", "a cow mooing"),
+    "dog": ("dog", "a dog barking"), "duck": ("duck", "a duck quacking"), "sheep": ("sheep", "a sheep bleating"),
+    "LRStartAndStopCarEngine1LACut": ("car engine", "a car engine starting and stopping"),
+    "LRFireballs_01_LA": ("fire", "fireballs whooshing"), "LRObject_falling_01_LA": ("falling object", "an object falling"),
+    "LRObject_falling_02_LA": ("falling object", "an object falling to the floor"),
+    "LRBuddhist_gong_05_LA": ("gong", "a gong being struck"), "LRRing_01_LA": ("bell", "a bell ringing"),
+    "LRFactory_noise_01_LA": ("machine", "factory machines running"), "LRFactory_noise_02_LA": ("machine", "factory noise"),
+    "LRFactory_noise_03_LA": ("machine", "industrial machinery"), "LRDoor_Open_2_LA": ("door", "a door creaking open"),
+    "LRTrain_slowing_down_01_LA_cut": ("train", "a train slowing down"), "LRBark_1_LA_cut": ("dog", "a dog barking"),
+    "LRBark_3_LA_cut": ("dog", "a dog barking"), "LRApplauses_1_LA_cut": ("applause", "people applauding"),
+    "LRHeart_beat_01_LA": ("heartbeat", "a heart beating"), "LRFrogsInPondDuringStormLACut": ("frog", "frogs croaking in a storm"),
+    "LRRain_in_garden_01_LA_cut": ("rain", "rain falling in a garden"), "drip": ("water drip", "water dripping"),
+    "bubble": ("bubbles", "bubbles popping"),
+}
+
 # OpenTTD OpenSFX sample index -> (label, action); the sample's own title becomes a caption too.
 OPENTTD_EVENTS = {
     3: ("whistle", "a factory whistle blowing"), 4: ("train", "a steam train departing"),

@@ -131,8 +131,11 @@ class Slot:
     dynamics: str  # "softly" / "loudly"
 
 
-def gm_schedule(programs: list[int], drum_notes: list[int]) -> tuple[list[Note], list[Slot]]:
+def gm_schedule(programs: list[int], drum_notes: list[int],
+                sparse: frozenset[int] = frozenset()) -> tuple[list[Note], list[Slot]]:
     """Notes to render every program at 6 pitches x 3 velocities, then each drum note at 3.
+    Programs in `sparse` get the middle velocity only (many GM synth programs share one label,
+    and all 18 notes of each would flood the corpus with "synthesizer").
 
     Returns (notes for `midi_bytes`, slots to cut the rendering with). Each slot covers the note
     and the gap after it, so release tails stay in their own clip.
@@ -142,6 +145,8 @@ def gm_schedule(programs: list[int], drum_notes: list[int]) -> tuple[list[Note],
         held = SFX_NOTE_SECONDS if program >= 120 else NOTE_SECONDS
         for register, pitch in program_pitches(program):
             for dynamics, velocity in VELOCITIES.items():
+                if program in sparse and dynamics != "moderately":
+                    continue
                 notes.append(Note(t, held, pitch, velocity, 0, program))
                 slots.append(Slot(t, t + held + GAP_SECONDS, program, pitch, register, dynamics))
                 t += held + GAP_SECONDS

@@ -11,6 +11,8 @@ from .clips import clip_row
 from .gm import GM_DRUMS, GM_EVENT_PROGRAMS, GM_PROGRAMS
 from .midi import Slot, gm_schedule, midi_bytes
 
+SPARSE_PROGRAMS = frozenset(p for p, (_, label) in enumerate(GM_PROGRAMS) if label in ("synthesizer", "synth pad"))
+
 
 def render_midi(soundfont: str, midi: bytes, wav_path: str) -> None:
     """Render `midi` with fluidsynth (fast, no audio device, no reverb/chorus) to a 44.1 kHz WAV."""
@@ -41,7 +43,7 @@ def slot_row_args(slot: Slot) -> tuple[str, str, str, dict]:
 
 def render_source(name: str, soundfont: str, data_dir: str) -> list[dict]:
     """Render every GM program and drum note of `soundfont`, cut per note, write clips + rows."""
-    notes, slots = gm_schedule(list(range(128)), sorted(GM_DRUMS))
+    notes, slots = gm_schedule(list(range(128)), sorted(GM_DRUMS), SPARSE_PROGRAMS)
     wav = os.path.join(data_dir, f"render_{name}.tmp.wav")
     render_midi(soundfont, midi_bytes(notes), wav)
     audio = load_audio(wav)

@@ -12,7 +12,7 @@ from typing import Callable
 
 from .clips import FileTask
 from .labels import (ANIMAL_ACTIONS, DRUM_PATTERNS, HEDGEWARS_EVENTS, OPENTTD_EVENTS,
-                     SONIC_PI_ACTIONS, SONIC_PI_PATTERNS, SUPERTUX_EVENTS, TUXPAINT_EVENTS,
+                     SONIC_PI_ACTIONS, SONIC_PI_PATTERNS, SUPERTUX_EVENTS, FREEDESKTOP_EVENTS, SCORCHED3D_EVENTS, GCOMPRIS_EVENTS, TUXPAINT_EVENTS,
                      TUXPAINT_RENAME, match_label)
 
 LANGUAGES = {
@@ -57,25 +57,21 @@ def tuxpaint_tasks(name: str, max_pieces: int) -> list[FileTask]:
         stem, lang = m.group(1), m.group(2) or ""
         if not _keep(path, SPEECH_CAP[name], len(descs)):
             continue
-        text = _stamp_text(os.path.join(os.path.dirname(path), f"{stem}.txt"), lang)
+        # only English text goes into a caption: the text encoder reads English
+        text = "" if lang else _english_text(os.path.join(os.path.dirname(path), f"{stem}.txt"))
         tasks.append(FileTask(path, f"clips/{name}/speech/{_stem(path)}", name, f"stamp:{stem}",
                               "speech", "speech",
                               {"speaker": "person", "language": LANGUAGES[lang], "text": text}, 1))
     return tasks
 
 
-def _stamp_text(path: str, lang: str) -> str:
-    """The description of a stamp in `lang` ("" = English: the file's first line)."""
+def _english_text(path: str) -> str:
+    """The English description of a stamp: the first line of its .txt file ("" if none)."""
     try:
-        lines = open(path, encoding="utf-8").read().splitlines()
+        with open(path, encoding="utf-8") as f:
+            return f.readline().strip()
     except OSError:
         return ""
-    if not lang:
-        return lines[0].strip() if lines else ""
-    for line in lines:
-        if line.startswith(f"{lang}.utf8="):
-            return line.split("=", 1)[1].strip()
-    return ""
 
 
 def asterisk_tasks(name: str, max_pieces: int) -> list[FileTask]:
@@ -94,9 +90,9 @@ def asterisk_tasks(name: str, max_pieces: int) -> list[FileTask]:
     return tasks
 
 
-def _table_tasks(name: str, folder: str, table: dict, max_pieces: int) -> list[FileTask]:
+def _table_tasks(name: str, folder: str, table: dict, max_pieces: int, ext: str = "ogg") -> list[FileTask]:
     tasks = []
-    for path in sorted(glob.glob(f"{folder}/*.ogg") + glob.glob(f"{folder}/*.wav")):
+    for path in sorted(glob.glob(f"{folder}/*.{ext}") + glob.glob(f"{folder}/*.wav")):
         if _stem(path) in table:
             label, action = table[_stem(path)]
             tasks.append(FileTask(path, f"clips/{name}/{_stem(path)}", name, f"sfx:{_stem(path)}",
@@ -128,6 +124,48 @@ def supertux_tasks(name: str, max_pieces: int) -> list[FileTask]:
     return _table_tasks(name, "/usr/share/games/supertux2/sounds", SUPERTUX_EVENTS, max_pieces)
 
 
+def scorched3d_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    tasks = []
+    for path in sorted(glob.glob("/usr/share/games/scorched3d/data/**/wav/**/*.wav", recursive=True)):
+        stem = _stem(path)
+        key = stem if stem in SCORCHED3D_EVENTS else re.sub(r"\d+$", "", stem)
+        if key not in SCORCHED3D_EVENTS:
+            continue
+        label, action = SCORCHED3D_EVENTS[key]
+        mod = path.split("/globalmods/")[1].split("/")[0]
+        tasks.append(FileTask(path, f"clips/{name}/{mod}_{stem}", name, f"sfx:{stem}", label, "event",
+                              {"action": action}, max_pieces))
+    return tasks
+
+
+def gcompris_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    from .rcc import rcc_files
+
+    tasks, seen = [], set()
+    for rcc in sorted(glob.glob("/usr/share/gcompris-qt/rcc/*.rcc")):
+        with open(rcc, "rb") as f:
+            files = rcc_files(f.read())
+        for path, flags, offset, length in files:
+            stem = _stem(path)
+            if flags & 1 or stem not in GCOMPRIS_EVENTS or not path.endswith((".ogg", ".wav")) or stem in seen:
+                continue  # compressed entries hold no sound here; a sound shared by activities once
+            seen.add(stem)
+            label, action = GCOMPRIS_EVENTS[stem]
+            tasks.append(FileTask(rcc, f"clips/{name}/{stem}", name, f"sfx:{stem}", label, "event",
+                                  {"action": action}, max_pieces, offset, length))
+    return tasks
+
+
+def freedesktop_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    folder = "/usr/share/sounds/freedesktop/stereo"
+    tasks = _table_tasks(name, folder, FREEDESKTOP_EVENTS, max_pieces, "oga")
+    for path in sorted(glob.glob(f"{folder}/audio-channel-*.oga")):
+        words = _stem(path).removeprefix("audio-channel-").replace("-", " ")
+        tasks.append(FileTask(path, f"clips/{name}/{_stem(path)}", name, f"sfx:{_stem(path)}", "speech",
+                              "speech", {"speaker": "woman", "language": "English", "text": words}, 1))
+    return tasks
+
+
 def sonic_pi_tasks(name: str, max_pieces: int) -> list[FileTask]:
     tasks = []
     for path in sorted(glob.glob("/usr/share/sonic-pi/samples/*.flac")):
@@ -142,25 +180,35 @@ def sonic_pi_tasks(name: str, max_pieces: int) -> list[FileTask]:
     return tasks
 
 
-def openttd_tasks(name: str, max_pieces: int) -> list[FileTask]:
-    """OpenSFX .cat: a table of (offset | 0x80000000 flag, size) uint32 pairs; the first offset / 8
-    is the entry count; each entry is a length-prefixed title followed by a RIFF WAV."""
-    path = "/usr/share/games/openttd/baseset/opensfx/opensfx.cat"
-    data = open(path, "rb").read()
+def cat_entries(data: bytes) -> list[tuple[str, int, int]]:
+    """OpenTTD sample catalogue (.cat) -> (title, RIFF offset, RIFF length) per sample.
+
+    The file starts with (offset | 0x80000000 flag, size) uint32 pairs; the first offset / 8 is
+    the entry count; each entry is a length-prefixed, NUL-terminated title followed by a RIFF WAV.
+    """
     count = (struct.unpack_from("<I", data, 0)[0] & 0x7FFFFFFF) // 8
-    tasks = []
+    out = []
     for i in range(count):
         offset, size = struct.unpack_from("<II", data, 8 * i)
         offset &= 0x7FFFFFFF
+        title_len = data[offset]
+        title = data[offset + 1: offset + 1 + title_len].split(b"\0")[0].decode("utf-8", "replace")
+        out.append((title, offset + 1 + title_len, size - 1 - title_len))
+    return out
+
+
+def openttd_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    path = "/usr/share/games/openttd/baseset/opensfx/opensfx.cat"
+    with open(path, "rb") as f:
+        entries = cat_entries(f.read())
+    tasks = []
+    for i, (title, offset, length) in enumerate(entries):
         if i not in OPENTTD_EVENTS:
             continue
-        title_len = data[offset]
-        title = data[offset + 1: offset + title_len].split(b"\0")[0].decode("utf-8", "replace")
-        title = title.split('"')[1] if title.count('"') >= 2 else title
+        title = title.split('"')[1] if title.count('"') >= 2 else title  # drop the credits part
         label, action = OPENTTD_EVENTS[i]
         tasks.append(FileTask(path, f"clips/{name}/{i:02d}", name, f"sfx:{i}", label, "event",
-                              {"action": action, "detail": title.lower()}, max_pieces,
-                              offset + 1 + title_len, size - 1 - title_len))
+                              {"action": action, "detail": title.lower()}, max_pieces, offset, length))
     return tasks
 
 
@@ -205,13 +253,13 @@ SOURCES = [
            "stamp sound effects (animals, household, instruments) and up to 250 spoken descriptions",
            tuxpaint_tasks),
     Source("gm-fluidr3", ("fluidsynth", "fluid-soundfont-gm"),
-           "FluidR3_GM.sf2 rendered with fluidsynth: 128 programs x 18 notes, 47 drum notes x 3",
+           "FluidR3_GM.sf2 rendered with fluidsynth: 128 programs x 18 notes (synths x 6), 47 drum notes x 3",
            soundfont="/usr/share/sounds/sf2/FluidR3_GM.sf2"),
     Source("gm-timgm6mb", ("fluidsynth", "timgm6mb-soundfont"),
-           "TimGM6mb.sf2 rendered with fluidsynth: 128 programs x 18 notes, 47 drum notes x 3",
+           "TimGM6mb.sf2 rendered with fluidsynth: 128 programs x 18 notes (synths x 6), 47 drum notes x 3",
            soundfont="/usr/share/sounds/sf2/TimGM6mb.sf2"),
     Source("gm-musescore", ("fluidsynth", "musescore-general-soundfont-small"),
-           "MuseScore_General.sf3 rendered with fluidsynth: 128 programs x 18 notes, 47 drum notes x 3",
+           "MuseScore_General.sf3 rendered with fluidsynth: 128 programs x 18 notes (synths x 6), 47 drum notes x 3",
            soundfont="/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"),
     Source("asterisk-core-sounds", ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-es-wav",
                                     "asterisk-core-sounds-fr-wav"),
@@ -219,6 +267,13 @@ SOURCES = [
     Source("hedgewars-data", ("hedgewars-data",), "sound effects with a clear name, up to 120 voice clips",
            hedgewars_tasks),
     Source("supertux-data", ("supertux-data",), "sound effects with a clear name", supertux_tasks),
+    Source("scorched3d-data", ("scorched3d-data",), "sound effects with a clear name (animals, vehicles, weather)",
+           scorched3d_tasks),
+    Source("gcompris-qt-data", ("gcompris-qt-data",),
+           "instrument, farm-animal and sound-memory sounds cut out of the Qt .rcc bundles", gcompris_tasks),
+    Source("sound-theme-freedesktop", ("sound-theme-freedesktop",),
+           "desktop sounds with an acoustic meaning (alarm clock, phone, shutter) and channel names",
+           freedesktop_tasks),
     Source("hydrogen-drumkits", ("hydrogen-drumkits", "hydrogen-drumkits-effects"),
            "drum-kit samples named in drumkit.xml (up to 3 velocity layers per instrument)", hydrogen_tasks),
     Source("sonic-pi-samples", ("sonic-pi-samples",), "samples whose name gives a clear label", sonic_pi_tasks),
