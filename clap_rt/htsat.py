@@ -193,7 +193,7 @@ class HTSAT(nn.Module):
         n_mels, s = fe.n_mels, cfg.spec_size
         if cfg.in_chans != 1:
             raise ValueError(f"htsat.in_chans: only 1 (mono, no fusion) is supported, got {cfg.in_chans}")
-        if s % n_mels or s // n_mels < 1:
+        if s % n_mels:
             raise ValueError(f"htsat.spec_size ({s}) must be a multiple of frontend.n_mels ({n_mels})")
         self.n_mels = n_mels
         self.freq_ratio = s // n_mels                        # r: time chunks stacked along frequency

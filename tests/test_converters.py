@@ -326,3 +326,24 @@ def test_melw_mismatch_names_the_preset(msclap_state):
     wrong["audio_encoder.base.htsat.logmel_extractor.melW"] = torchlibrosa_melw(32000, fmax=8000.0)
     with pytest.raises(UserError, match="differs from the msclap-2023 preset's filterbank by"):
         convert_msclap(wrong)
+
+
+# --- the bundled GPT-2 BPE files (msclap's tokenizer) -------------------------------------
+
+GPT2_IDS = [5661, 318, 257, 2128, 286, 3290, 220, 50256]      # "this is a sound of dog <|endoftext|>"
+
+
+def test_gpt2_assets_load_with_transformers():
+    import transformers
+    from clap_rt.cli.convert import GPT2_ASSETS
+    tok = transformers.GPT2TokenizerFast.from_pretrained(str(GPT2_ASSETS))
+    assert len(tok) == 50257
+    assert tok("this is a sound of dog <|endoftext|>").input_ids == GPT2_IDS
+
+
+def test_gpt2_assets_through_text_tokenizer():
+    """What `clap-rt convert --from msclap` stores: msclap's prompt + suffix as GPT-2 ids."""
+    from clap_rt.cli.convert import GPT2_ASSETS
+    from clap_rt.tokenizer import TextTokenizer
+    ids, mask = TextTokenizer.from_dir(GPT2_ASSETS, msclap_2023().text)(["this is a sound of dog"])
+    assert ids[0].tolist() == GPT2_IDS and mask.sum().item() == len(GPT2_IDS), ids
