@@ -369,7 +369,10 @@ class StreamingLogMel:
 
     def input_finished(self) -> None:
         """No more input: the frames overlapping the end become ready (reflect padding)."""
-        self._impl.input_finished()
+        try:
+            self._impl.input_finished()
+        except ValueError as e:  # too short a stream: make the C++ error a FrontendInputError too
+            raise FrontendInputError(str(e)) from None
 
     @property
     def num_frames_ready(self) -> int:

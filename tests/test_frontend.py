@@ -218,7 +218,7 @@ def test_streaming_refuses_top_db_short_streams_and_bad_samples(backend):
         StreamingLogMel(dataclasses.replace(preset_fe("msclap-2023"), top_db=80.0), backend=backend)
     s = StreamingLogMel(preset_fe("msclap-2023"), backend=backend)
     s.accept_waveform(np.zeros(512, np.float32))
-    with pytest.raises(ValueError, match=r"^audio stream: expected at least 513 samples for centred reflect "
+    with pytest.raises(FrontendInputError, match=r"^audio stream: expected at least 513 samples for centred reflect "
                                          r"padding \(n_fft=1024\), got 512$"):
         s.input_finished()
     with pytest.raises(ValueError, match=r"^samples: expected finite samples, found NaN/Inf$"):
