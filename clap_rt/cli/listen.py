@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
     g.add_argument("--rate", type=int, default=None, help="sample rate in Hz (stdin: required; mic: default rate)")
     g.add_argument("--channels", type=int, default=1, help="channels of the input (default: 1)")
     g.add_argument("--format", default="s16le", help="stdin PCM format: s16le, s32le or f32le (default: s16le)")
-    g.add_argument("--queue-size", type=int, default=32, help="audio chunks held between capture and inference")
+    g.add_argument("--queue-size", type=int, default=128,
+                   help="audio chunks (1024 samples) held between capture and inference (default: 128)")
     add_stream_options(p)
     d = p.add_argument_group("decisions")
     d.add_argument("--thresholds", default=None, help="per-label thresholds file from `clap-rt calibrate`")
