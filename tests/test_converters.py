@@ -195,7 +195,7 @@ MSCLAP_KNOWN = {
 def msclap_state():
     cfg = msclap_2023()
     prefix = "audio_encoder.base.htsat."
-    buffers = swin_buffers(HTSATOnly(cfg), prefix)
+    buffers = swin_buffers(htsat_only(cfg), prefix)
     state = released_state(cfg, MSCLAP_RENAMES, {**htsat_extras(prefix, 32000), **buffers})
     # transformers < 4.2x stored GPT-2's causal-mask buffers
     for i in range(12):
@@ -204,7 +204,7 @@ def msclap_state():
     return state
 
 
-def HTSATOnly(cfg):
+def htsat_only(cfg):
     """A module whose buffers are named like CLAP's audio tower (`audio.`), without the text tower."""
     from clap_rt.htsat import HTSAT
     m = torch.nn.Module()
@@ -271,7 +271,7 @@ LAION_KNOWN = {
 @pytest.fixture(scope="module")
 def laion_state():
     cfg = laion_htsat_tiny()
-    buffers = swin_buffers(HTSATOnly(cfg), "audio_branch.")
+    buffers = swin_buffers(htsat_only(cfg), "audio_branch.")
     extras = {**htsat_extras("audio_branch.", 48000), **buffers,
               "text_branch.embeddings.position_ids": torch.arange(514)[None],
               "logit_scale_t": torch.tensor(3.0)}
