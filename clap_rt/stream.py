@@ -311,11 +311,12 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
         if ended:
             stream.input_finished()
             stats.max_frames_buffered = max(stats.max_frames_buffered, stream.frames_buffered)
-        if live and not ended:
+        if live:
             extra = stream.windows_ready - max_pending
             if extra > 0:
                 stream.skip_windows(extra)
                 stats.skipped += extra
+        if live and not ended:
             if stream.windows_ready:
                 score_one()        # one at a time: new audio may arrive meanwhile
         else:
