@@ -38,11 +38,10 @@ class TextTokenizer:
             return cls(Tokenizer.from_file(str(path / TOKENIZER_FILE)), cfg)
         import transformers
         if (path / "vocab.json").exists() and (path / "merges.txt").exists():
-            fast = transformers.GPT2TokenizerFast(vocab_file=str(path / "vocab.json"),
-                                                  merges_file=str(path / "merges.txt"))
+            fast = transformers.GPT2TokenizerFast.from_pretrained(str(path), local_files_only=True)
         elif (path / "vocab.txt").exists():
-            fast = transformers.BertTokenizerFast(vocab_file=str(path / "vocab.txt"),
-                                                  do_lower_case=cfg.lowercase)
+            fast = transformers.BertTokenizerFast.from_pretrained(str(path), local_files_only=True,
+                                                                  do_lower_case=cfg.lowercase)
         else:
             raise FileNotFoundError(f"{path}: expected tokenizer.json, vocab.json + merges.txt, or vocab.txt")
         return cls(fast.backend_tokenizer, cfg)
