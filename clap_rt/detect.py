@@ -100,7 +100,8 @@ class _Median:
     """Centred running median over `k` windows (k odd): output i is the median of i-h..i+h.
 
     The delay of h = (k-1)/2 windows is compensated: each output keeps the times of its
-    centre window. Near the ends the median runs over the windows there are.
+    centre window. Near the ends the median narrows symmetrically (the first and last windows
+    are their own median), so a step at the edge of the stream is not smeared.
     """
 
     def __init__(self, k: int):
@@ -119,7 +120,8 @@ class _Median:
 
     def _emit(self):
         i = self.next
-        window = [s for _, s in list(self.items)[max(0, i - self.h):i + self.h + 1]]
+        r = min(self.h, i, len(self.items) - 1 - i)   # symmetric near the ends: stays centred
+        window = [s for _, s in list(self.items)[i - r:i + r + 1]]
         item = self.items[i][0]
         self.next += 1
         while self.next > self.h:     # windows older than h before the next output are done

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import types
 
 import numpy as np
 
@@ -23,6 +24,8 @@ class FakeClap:
 
     def __init__(self, bands: dict, fe: FrontendConfig = FE, delay: float = 0.0, logit_scale: float = 20.0):
         self.frontend = fe
+        self.sample_rate = fe.sample_rate
+        self.config = types.SimpleNamespace(name="fake-tone-bands")
         self.labels = list(bands)
         fb = mel_filterbank(fe)
         centres = (np.arange(fb.shape[1]) * fe.sample_rate / fe.n_fft) @ fb.T / fb.sum(axis=1)
