@@ -169,3 +169,23 @@ def test_rcc_files():
     assert [(p, data[o:o + n]) for p, _, o, n in files] == [("snd/a.ogg", b"AAA"), ("snd/b.wav", b"BB")]
     with pytest.raises(ValueError, match="qres"):
         rcc_files(b"nope" + data[4:])
+
+
+def test_missing_packages_without_root_is_a_user_error(monkeypatch):
+    from clap_rt.errors import UserError
+    from train.corpus import build
+
+    monkeypatch.setattr(build, "_installed", lambda p: p == "have-it")
+    monkeypatch.setattr(build.os, "geteuid", lambda: 1000)
+    build.ensure_packages(["have-it"])  # nothing missing: no apt, no error
+    with pytest.raises(UserError) as e:
+        build.ensure_packages(["have-it", "zz-pkg", "aa-pkg"])
+    assert str(e.value) == ("packages aa-pkg zz-pkg are missing and installing them needs root "
+                            "(run: sudo apt-get install -y aa-pkg zz-pkg)")
+
+
+def test_cli_unknown_source_exits_2(tmp_path, capsys):
+    from train.corpus.__main__ import main
+
+    assert main(["build", str(tmp_path), "--sources", "no-such-source"]) == 2
+    assert "--sources: unknown source 'no-such-source'" in capsys.readouterr().err

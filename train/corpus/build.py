@@ -71,13 +71,21 @@ def corpus_stats(rows: list[dict]) -> dict:
 
 
 def _license_excerpt(package: str) -> str:
-    """License names found in /usr/share/doc/<package>/copyright (DEP-5 "License:" lines)."""
+    """License names found in /usr/share/doc/<package>/copyright: the values of DEP-5 "License:"
+    lines, or for a free-form file the first two text lines under its "License:" heading."""
     try:
-        text = open(f"/usr/share/doc/{package}/copyright", encoding="utf-8", errors="replace").read()
+        with open(f"/usr/share/doc/{package}/copyright", encoding="utf-8", errors="replace") as f:
+            lines = [line.strip() for line in f]
     except OSError:
         return "copyright file not found"
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("License:")]
-    return ", ".join(dict.fromkeys(n for n in names if n)) or "see /usr/share/doc/%s/copyright" % package
+    names = []
+    for i, line in enumerate(lines):
+        if line.lower().startswith(("license:", "licence:")):
+            value = line.split(":", 1)[1].strip()
+            if not value:
+                value = " ".join([x for x in lines[i + 1: i + 8] if x][:2])[:160]
+            names.append(value)
+    return ", ".join(dict.fromkeys(n for n in names if n)) or f"see /usr/share/doc/{package}/copyright"
 
 
 def write_attribution(path: str, sources: list[Source]) -> None:
