@@ -8,7 +8,7 @@ import torch
 class TorchEngine:
     name = "torch"
 
-    def __init__(self, model, device: str = "cpu", threads: int | None = None):
+    def __init__(self, model, threads: int | None = None, *, device: str = "cpu"):
         self.model = model.eval().to(device)
         self.device = device
         if threads:
