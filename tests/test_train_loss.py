@@ -4,7 +4,6 @@ import os
 import socket
 
 import numpy as np
-import pytest
 import torch
 
 from test_train_toy import CLASSES, toy_model_config, write_tokenizer

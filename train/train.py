@@ -370,30 +370,41 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     return cfg
 
 
-def train(cfg: TrainConfig) -> dict:
-    from .checkpointing import find_checkpoint
+def start_run(cfg: TrainConfig) -> torch.device:
+    """Threads, process group, seed (identical initial weights on every rank), out_dir + config."""
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     device = init_distributed(cfg.device)
-    rank, world = world_info()
-    torch.manual_seed(cfg.seed)                          # identical initial weights on every rank
-    model, tokenizer = build_model(cfg.model)
-    out = Path(cfg.out_dir)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        dump(cfg, out / "train_config.json")
-    batches, evaluate = prepare_data(cfg, model.config.frontend, tokenizer, world, rank)
-    trainer = Trainer(cfg, model, tokenizer, ContrastiveStep(model, cfg.model.freeze_text), batches,
-                      device, evaluate)
-    ckpt = find_checkpoint(cfg.resume, out) if cfg.resume else None
+    torch.manual_seed(cfg.seed)
+    if world_info()[0] == 0:
+        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+        dump(cfg, Path(cfg.out_dir) / "train_config.json")
+    return device
+
+
+def fit(trainer: Trainer) -> dict:
+    """Resume when asked (and a checkpoint exists), then run to the end."""
+    from .checkpointing import find_checkpoint
+    cfg = trainer.cfg
+    ckpt = find_checkpoint(cfg.resume, cfg.out_dir) if cfg.resume else None
     if ckpt is not None:
         trainer.resume(ckpt)
     return trainer.run()
 
 
-def main(argv: list[str] | None = None) -> int:
+def train(cfg: TrainConfig) -> dict:
+    device = start_run(cfg)
+    model, tokenizer = build_model(cfg.model)
+    rank, world = world_info()
+    batches, evaluate = prepare_data(cfg, model.config.frontend, tokenizer, world, rank)
+    return fit(Trainer(cfg, model, tokenizer, ContrastiveStep(model, cfg.model.freeze_text), batches,
+                       device, evaluate))
+
+
+def run_cli(parse, run, argv: list[str] | None) -> int:
+    """parse(argv) -> config; run(config). UserError -> one line on stderr, status 2."""
     try:
-        train(parse_args(argv))
+        run(parse(argv))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -401,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(parse_args, train, argv)
 
 
 if __name__ == "__main__":
