@@ -35,6 +35,7 @@ class LogMel {
     RealFft::Buffers fft;
     std::vector<double> power;  // n_fft/2 + 1
     std::vector<double> mel;    // n_mels
+    std::vector<float> db;      // n_mels
   };
 
   // One frame starting at raw sample index `start` (may be negative: reflected about x[0]).

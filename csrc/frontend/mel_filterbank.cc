@@ -64,9 +64,14 @@ void MelFilterbank::Apply(const double *power, double *mel) const {
   for (size_t m = 0; m < first_bin_.size(); ++m) {
     const double *p = power + first_bin_[m];
     const int length = offset_[m + 1] - offset_[m];
-    double acc = 0.0;
-    for (int i = 0; i < length; ++i) acc += w[i] * p[i];
-    mel[m] = acc;
+    // Four partial sums: one running sum is a chain of dependent adds, 4x slower here.
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};
+    int i = 0;
+    for (; i + 4 <= length; i += 4) {
+      for (int k = 0; k < 4; ++k) acc[k] += w[i + k] * p[i + k];
+    }
+    for (; i < length; ++i) acc[0] += w[i] * p[i];
+    mel[m] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     w += length;
   }
 }

@@ -22,7 +22,7 @@ void FrontendOptions::Validate() const {
   Require(n_mels >= 1, "n_mels", ">= 1");
   Require(fmin >= 0.0 && fmin < fmax, "fmin", "0 <= fmin < fmax");
   Require(power > 0.0, "power", "> 0");
-  Require(amin > 0.0, "amin", "> 0");
+  Require(amin >= 1.2e-38, "amin", ">= 1.2e-38 (a normal float32)");
 }
 
 std::string FrontendOptions::ToString() const {

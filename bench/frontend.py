@@ -1,0 +1,181 @@
+"""Log-mel frontend benchmark: clap_rt (C++, 1 and all threads) vs librosa, torch.stft, the numpy
+reference and kaldi-native-fbank, on 7 s @ 44.1 kHz (msclap-2023) and 10 s @ 48 kHz (laion-htsat-tiny),
+plus streaming in hops of 1 s and 100 ms. Everything runs in this process; figures are medians.
+
+    python bench/frontend.py [--repeats 20] [--json [PATH]]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+from clap_rt.config import PRESETS, FrontendConfig
+from clap_rt.frontend import StreamingLogMel, log_mel, log_mel_reference, mel_filterbank
+
+CASES = [("7s@44.1k", "msclap-2023", 7.0), ("10s@48k", "laion-htsat-tiny", 10.0)]
+STREAM_HOPS = [("1s", 1.0), ("100ms", 0.1)]
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up: plans, caches, lazy imports
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def librosa_log_mel(x: np.ndarray, fe: FrontendConfig) -> np.ndarray:
+    import librosa
+
+    stft = librosa.stft(x, n_fft=fe.n_fft, hop_length=fe.hop_length, win_length=fe.win_length, window="hann",
+                        center=fe.center, pad_mode="reflect")
+    mel = librosa.feature.melspectrogram(S=np.abs(stft) ** fe.power, sr=fe.filterbank_rate, n_fft=fe.n_fft,
+                                         n_mels=fe.n_mels, fmin=fe.fmin, fmax=fe.fmax,
+                                         htk=fe.mel_scale == "htk", norm=fe.mel_norm)
+    return librosa.power_to_db(mel, ref=1.0, amin=fe.amin, top_db=fe.top_db)
+
+
+def torch_log_mel(fe: FrontendConfig):
+    """The usual torch recipe (torch.stft + matmul), float32, as a closure over prepared tensors."""
+    import torch
+
+    window = torch.hann_window(fe.win_length, periodic=True)
+    filterbank = torch.from_numpy(mel_filterbank(fe))  # (n_mels, n_bins)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            spec = torch.stft(torch.from_numpy(x), fe.n_fft, fe.hop_length, fe.win_length, window, center=fe.center,
+                              pad_mode="reflect", return_complex=True)  # (n_bins, T)
+            power = spec.abs() ** fe.power
+            return (10.0 * torch.log10(torch.clamp(filterbank @ power, min=fe.amin))).numpy()
+
+    return run
+
+
+def knf_log_mel(fe: FrontendConfig):
+    """kaldi-native-fbank with its librosa-style mel option (a C++ peer; its recipe differs in details)."""
+    import kaldi_native_fbank as knf
+
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = fe.sample_rate
+    opts.frame_opts.frame_length_ms = 1000.0 * fe.n_fft / fe.sample_rate
+    opts.frame_opts.frame_shift_ms = 1000.0 * fe.hop_length / fe.sample_rate
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.preemph_coeff = 0.0
+    opts.frame_opts.remove_dc_offset = False
+    opts.frame_opts.window_type = "hann"
+    opts.frame_opts.snip_edges = False
+    opts.mel_opts.num_bins = fe.n_mels
+    opts.mel_opts.low_freq = fe.fmin
+    opts.mel_opts.high_freq = fe.fmax
+    opts.mel_opts.is_librosa = True
+
+    def run(x: np.ndarray) -> np.ndarray:
+        fbank = knf.OnlineFbank(opts)
+        fbank.accept_waveform(fe.sample_rate, x.tolist())
+        fbank.input_finished()
+        return np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)], axis=1)
+
+    return run
+
+
+def stream_ms(x: np.ndarray, fe: FrontendConfig, hop_s: float, repeats: int) -> float:
+    """Compute time of StreamingLogMel over the whole clip fed in hops, per second of audio."""
+    stream = StreamingLogMel(fe)
+    hop = int(round(hop_s * fe.sample_rate))
+    chunks = [x[i:i + hop] for i in range(0, len(x), hop)]
+
+    def run():
+        stream.reset()
+        for chunk in chunks:
+            stream.accept_waveform(chunk)
+            stream.pop_frames()
+        stream.input_finished()
+        stream.pop_frames()
+
+    return median_ms(run, repeats) / (len(x) / fe.sample_rate)
+
+
+def bench_case(fe: FrontendConfig, seconds: float, threads: int, repeats: int) -> dict:
+    import torch
+
+    rng = np.random.default_rng(0)
+    n = int(seconds * fe.sample_rate)
+    x = (0.1 * rng.standard_normal(n) + 0.5 * np.sin(2 * np.pi * 440.0 * np.arange(n) / fe.sample_rate))
+    x = x.astype(np.float32)
+    torch_run, knf_run = torch_log_mel(fe), knf_log_mel(fe)
+    ms = {
+        "ours_1t": median_ms(lambda: log_mel(x, fe, threads=1), repeats),
+        f"ours_{threads}t": median_ms(lambda: log_mel(x, fe, threads=threads), repeats),
+        "librosa": median_ms(lambda: librosa_log_mel(x, fe), max(3, repeats // 4)),
+        "numpy_reference": median_ms(lambda: log_mel_reference(x, fe), max(3, repeats // 4)),
+        "kaldi_native_fbank": median_ms(lambda: knf_run(x), max(3, repeats // 4)),
+    }
+    saved = torch.get_num_threads()
+    for t in sorted({1, threads}):
+        torch.set_num_threads(t)
+        ms[f"torch_stft_{t}t"] = median_ms(lambda: torch_run(x), repeats)
+    torch.set_num_threads(saved)
+    ours = log_mel(x, fe)
+    return {
+        "ms": ms,
+        "stream_ms_per_audio_s": {name: stream_ms(x, fe, hop_s, repeats) for name, hop_s in STREAM_HOPS},
+        "max_abs_db_diff_vs_librosa": float(np.abs(ours - librosa_log_mel(x, fe)).max()),
+        "max_abs_db_diff_vs_torch_stft": float(np.abs(ours - torch_run(x)).max()),
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="the 'all threads' count")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="write the results as JSON to PATH (or stdout without PATH)")
+    args = parser.parse_args(argv)
+
+    cases = {label: bench_case(PRESETS[name]().frontend, seconds, args.threads, args.repeats)
+             for label, name, seconds in CASES}
+    t = args.threads
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.system()}",
+        "threads": t,
+        "cases": cases,
+        # headline figures: the worst case over both clips, at equal thread counts
+        "speedup_vs_librosa": min(c["ms"]["librosa"] / c["ms"]["ours_1t"] for c in cases.values()),
+        "speedup_vs_torch_stft": min(c["ms"]["torch_stft_1t"] / c["ms"]["ours_1t"] for c in cases.values()),
+        "speedup_vs_torch_stft_all_threads": min(c["ms"][f"torch_stft_{t}t"] / c["ms"][f"ours_{t}t"]
+                                                 for c in cases.values()),
+        "stream_ms_per_audio_s": max(v for c in cases.values() for v in c["stream_ms_per_audio_s"].values()),
+        "max_abs_db_diff_vs_librosa": max(c["max_abs_db_diff_vs_librosa"] for c in cases.values()),
+    }
+
+    methods = list(next(iter(cases.values()))["ms"])
+    print(f"log-mel frontend, median ms per clip ({result['machine']})")
+    print(f"{'method':<22}" + "".join(f"{label:>12}" for label in cases))
+    for m in methods:
+        print(f"{m:<22}" + "".join(f"{c['ms'][m]:>12.3f}" for c in cases.values()))
+    for name, _ in STREAM_HOPS:
+        print(f"{'stream ' + name + ' ms/s':<22}" + "".join(f"{c['stream_ms_per_audio_s'][name]:>12.3f}"
+                                                            for c in cases.values()))
+    print(f"{'max |dB| vs librosa':<22}" + "".join(f"{c['max_abs_db_diff_vs_librosa']:>12.2e}"
+                                                  for c in cases.values()))
+    print(f"speedup vs librosa (1 thread): {result['speedup_vs_librosa']:.1f}x; vs torch.stft: "
+          f"{result['speedup_vs_torch_stft']:.2f}x (1 thread), {result['speedup_vs_torch_stft_all_threads']:.2f}x "
+          f"({t} threads); streaming <= {result['stream_ms_per_audio_s']:.3f} ms per audio second")
+    if args.json == "-":
+        print(json.dumps(result, indent=2))
+    elif args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
