@@ -247,12 +247,12 @@ def log_mel(audio, fe: FrontendConfig, threads: int = 1) -> np.ndarray:
     Returns (n_mels, T) or (B, n_mels, T) float32 dB, T = frames_for(n, fe).
     """
     _check_config(fe)
+    if threads < 1:
+        raise FrontendInputError(f"threads: expected an integer >= 1, got {threads}")
     ext = _extension()
     if ext is None:
         return log_mel_reference(audio, fe)
     x = _as_audio(audio, fe)
-    if threads < 1:
-        raise FrontendInputError(f"threads: expected an integer >= 1, got {threads}")
     return _cpp_log_mel(fe, ext).compute(x, threads)
 
 
