@@ -264,9 +264,12 @@ def test_int16_float64_and_strided_input_are_converted():
     assert d == 0.0, f"Fortran-ordered batch differs: {d:.3g} dB"
 
 
-def test_bad_config_names_the_field():
+def test_bad_config_and_threads_name_the_field():
+    x = np.zeros(4000, np.float32)
     with pytest.raises(FrontendInputError, match=r"^FrontendConfig.mel_scale: expected 'slaney' or 'htk', got 'bark'$"):
-        log_mel(np.zeros(4000, np.float32), dataclasses.replace(preset_fe("msclap-2023"), mel_scale="bark"))
+        log_mel(x, dataclasses.replace(preset_fe("msclap-2023"), mel_scale="bark"))
+    with pytest.raises(FrontendInputError, match=r"^threads: expected an integer >= 1, got 0$"):
+        log_mel(x, preset_fe("msclap-2023"), threads=0)
 
 
 def test_missing_extension_falls_back_with_one_warning(monkeypatch):
