@@ -13,7 +13,6 @@ class MelFilterbank {
   // Built for opts.filterbank_rate with opts.NumBins() FFT bins.
   explicit MelFilterbank(const FrontendOptions &opts);
 
-  int NumMels() const { return static_cast<int>(first_bin_.size()); }
   // mel[m] = sum_b W[m, b] * power[b]; power has NumBins() values, mel has NumMels().
   void Apply(const double *power, double *mel) const;
   // Dense (n_mels, n_bins) row-major copy, for tests.
