@@ -13,7 +13,7 @@ class MelFilterbank {
   // Built for opts.filterbank_rate with opts.NumBins() FFT bins.
   explicit MelFilterbank(const FrontendOptions &opts);
 
-  // mel[m] = sum_b W[m, b] * power[b]; power has NumBins() values, mel has NumMels().
+  // mel[m] = sum_b W[m, b] * power[b]; power has n_fft/2+1 values, mel has n_mels.
   void Apply(const double *power, double *mel) const;
   // Dense (n_mels, n_bins) row-major copy, for tests.
   std::vector<double> Dense(int n_bins) const;
