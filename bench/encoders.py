@@ -8,7 +8,8 @@ every backend present, all in this process so the ratios hold on a noisy machine
   cuda-fp16 / cuda-bf16   (GPU) PyTorch autocast + CUDA graphs
   trt-fp16    (GPU + TensorRT) engine built from the exported graph
 plus the text tower (eager) on 10 label prompts. Each cell: median wall time of up to
---repeats calls after one warm-up, stopping early once a cell has used --budget seconds.
+--repeats calls after one warm-up call (which also gives the cosine vs eager), stopping
+early once a cell has used --budget seconds.
 """
 from __future__ import annotations
 
@@ -32,8 +33,7 @@ LABELS = ["dog barking", "siren", "glass breaking", "rain", "speech", "piano", "
 
 
 def time_cell(fn, repeats: int, budget: float) -> tuple[float, int]:
-    """(median seconds, timed runs) of fn() after one warm-up call."""
-    fn()
+    """(median seconds, timed runs) of fn(); the caller has made one warm-up call."""
     times = []
     start = time.perf_counter()
     while len(times) < repeats and (not times or time.perf_counter() - start < budget):
@@ -105,7 +105,7 @@ def bench_preset(name: str, batches: list[int], repeats: int, budget: float, thr
     with tempfile.TemporaryDirectory() as tmp:
         for label, engine in audio_engines(model, Path(tmp), threads):
             for b in batches:
-                out = engine.embed(xs[b])
+                out = engine.embed(xs[b])          # also the warm-up call of the cell
                 if label == "eager":
                     ref[b] = out
                 cos = float((out * ref[b]).sum(axis=1).min())
@@ -123,6 +123,7 @@ def bench_preset(name: str, batches: list[int], repeats: int, budget: float, thr
     def text():
         with torch.inference_mode():
             model.encode_text(*tok(prompts))
+    text()
     sec, n = time_cell(text, repeats, budget)
     rows.append({"preset": name, "tower": "text", "backend": "eager", "batch": len(prompts), "ms": 1e3 * sec,
                  "ms_per_item": 1e3 * sec / len(prompts), "speedup_vs_eager": 1.0,
