@@ -25,7 +25,6 @@ from pathlib import Path
 if __package__ in (None, ""):      # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
 import torch
 
 LABELS = ["dog barking", "siren", "glass breaking", "rain", "speech", "piano", "car engine",

@@ -20,7 +20,6 @@ from pathlib import Path
 if __package__ in (None, ""):      # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
 import torch
 
 PARITY = 0.999
