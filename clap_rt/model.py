@@ -60,19 +60,27 @@ class SfxCNN(nn.Module):
         # Per-band dB offset turning our Slaney-normalised filters into aisfx's L1-normalised ones.
         self.register_buffer("band_offset_db", torch.from_numpy(_l1_offset_db(fe)), persistent=False)
 
-    def forward(self, mel_db: torch.Tensor) -> torch.Tensor:
+    def prepare(self, mel_db: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) dB -> (B, 1, T, n_mels) on the scale the first conv expects."""
         x = mel_db
         if self.aisfx_input:
             # log10(1 + 10^(dB_l1/10 + 4)) == softplus(ln10 * (dB_l1/10 + 4)) / ln10
             y = (x + self.band_offset_db[:, None] + AISFX_LOG_GAIN_DB) * (math.log(10) / 10)
             x = F.softplus(y) / (math.log(10) * AISFX_MAX)
-        x = x.transpose(1, 2).unsqueeze(1)          # (B, F, T) -> (B, 1, T, F)
-        for block in self.blocks:
-            x = block(x)                            # (B, C, T/8, F/8) after the last block
+        return x.transpose(1, 2).unsqueeze(1)       # (B, F, T) -> (B, 1, T, F)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T', F') block output -> (B, out_dim)."""
         x = x.mean(dim=3)                           # (B, C, T') mean over frequency
         if self.pooling == "meanmax":
             return torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1)   # (B, 2C)
         return x.amax(dim=2)                        # (B, C) max over time
+
+    def forward(self, mel_db: torch.Tensor) -> torch.Tensor:
+        x = self.prepare(mel_db)
+        for block in self.blocks:
+            x = block(x)                            # (B, C, T/8, F/8) after the last block
+        return self.pool(x)
 
 
 def _l1_offset_db(fe: FrontendConfig) -> np.ndarray:

@@ -67,14 +67,27 @@ def _save_npz(path: Path, **arrays) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, shard: int = 256) -> dict[str, np.ndarray]:
-    """Pooled aisfx outputs (W, 512) per clip path, computed in resumable shards.
+def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blocks: int,
+                         shard: int = 256) -> dict[str, np.ndarray]:
+    """Per clip path, the frozen part of the audio tower on each window, in resumable shards:
+    pooled outputs (W, out_dim) when every block is frozen, else the (W, C, T', F') maps
+    after `frozen_blocks` blocks (float16).
 
     Shards are cut per source so that a corpus still growing source by source keeps the
     shards already computed.
     """
     fe = model.config.frontend
-    out_dir = CACHE / f"audio-{model.config.audio.sfx_cnn.pooling}"
+    tower = model.audio
+    all_frozen = frozen_blocks == len(tower.blocks)
+
+    def frozen_part(mel: torch.Tensor) -> np.ndarray:
+        x = tower.prepare(mel)
+        for block in tower.blocks[:frozen_blocks]:
+            x = block(x)
+        return tower.pool(x).numpy() if all_frozen else x.half().numpy()
+
+    tag = model.config.audio.sfx_cnn.pooling if all_frozen else f"block{frozen_blocks}"
+    out_dir = CACHE / f"audio-{tag}"
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
     for r in rows:
@@ -96,7 +109,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, shard: int
             embs = []
             with torch.inference_mode():
                 for b in range(0, len(wins), 32):
-                    embs.append(model.audio(torch.from_numpy(log_mel(wins[b:b + 32], fe))).numpy())
+                    embs.append(frozen_part(torch.from_numpy(log_mel(wins[b:b + 32], fe))))
             _save_npz(f, paths=np.array(chunk), owner=np.array(owner), feats=np.concatenate(embs))
             print(f"audio features {done}/{total} clips ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
         with np.load(f) as z:
@@ -105,22 +118,34 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, shard: int
     return feats
 
 
-def cache_text_features(texts: list[str], model: CLAP, tokenizer: TextTokenizer) -> dict[str, np.ndarray]:
-    """Pooled frozen MiniLM outputs (384,) per text, cached by text."""
-    f = CACHE / "text.npz"
+def cache_text_states(texts: list[str], model: CLAP, tokenizer: TextTokenizer, layer: int) -> dict[str, np.ndarray]:
+    """Frozen MiniLM states per text, cached by text: the mean-pooled output (384,) when
+    `layer` is the last one, else the token states (L, 384) after `layer` layers."""
+    n_layers = model.config.text.hf_config["num_hidden_layers"]
+    f = CACHE / ("text.npz" if layer == n_layers else f"text-layer{layer}.npz")
     have: dict[str, np.ndarray] = {}
     if f.exists():
         with np.load(f) as z:
-            have = dict(zip(map(str, z["texts"]), z["feats"]))
+            have = dict(zip(map(str, z["texts"]), np.split(z["feats"], np.cumsum(z["lengths"])[:-1])))
     todo = sorted(set(texts) - set(have))
+    with torch.inference_mode():
+        for b in range(0, len(todo), 256):
+            ids, mask = tokenizer(todo[b:b + 256])
+            if layer == n_layers:
+                states = model.text(ids, mask)[:, None]                       # (B, 1, H)
+                lengths = [1] * len(ids)
+            else:
+                states = model.text.body(input_ids=ids, attention_mask=mask,
+                                         output_hidden_states=True).hidden_states[layer]   # (B, L, H)
+                lengths = mask.sum(1).tolist()
+            for t, h, n in zip(todo[b:b + 256], states.numpy(), lengths):
+                have[t] = h[:n].astype(np.float16 if layer < n_layers else np.float32)
     if todo:
-        with torch.inference_mode():
-            for b in range(0, len(todo), 256):
-                ids, mask = tokenizer(todo[b:b + 256])
-                for t, e in zip(todo[b:b + 256], model.text(ids, mask).numpy()):
-                    have[t] = e
         keys = sorted(have)
-        _save_npz(f, texts=np.array(keys), feats=np.stack([have[k] for k in keys]))
+        _save_npz(f, texts=np.array(keys), lengths=np.array([len(have[k]) for k in keys]),
+                  feats=np.concatenate([have[k] for k in keys]))
+    if layer == n_layers:
+        return {k: v[0] for k, v in have.items()}
     return have
 
 
@@ -137,22 +162,68 @@ def label_phrasings(rows: list[dict], label: str) -> list[str]:
 
 
 class Projector(torch.nn.Module):
-    """The trainable part: both projections and the temperature of a `CLAP`."""
+    """The trainable part of a `CLAP`: both projections, the temperature and, with
+    `text_layers` > 0, the last MiniLM layers (fed cached states of the layers below)."""
 
-    def __init__(self, model: CLAP):
+    def __init__(self, model: CLAP, text_cache: dict[str, np.ndarray], text_layers: int = 0,
+                 audio_blocks: int = 0):
         super().__init__()
+        self.audio_blocks = torch.nn.ModuleList(model.audio.blocks[-audio_blocks:] if audio_blocks else [])
+        self.audio_pool = model.audio.pool
         self.audio_projection = model.audio_projection
         self.text_projection = model.text_projection
         self.logit_scale = model.logit_scale
+        self.text_layers = torch.nn.ModuleList(model.text.body.encoder.layer[-text_layers:] if text_layers else [])
+        self.text_cache = text_cache
 
-    def audio(self, x: torch.Tensor) -> torch.Tensor:      # (B, 512) -> (B, dim)
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.audio_blocks.modules():     # BatchNorm keeps the pretrained statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        return self
+
+    def audio(self, x: torch.Tensor) -> torch.Tensor:      # cached features -> (B, dim)
+        if len(self.audio_blocks):
+            x = x.float()                                   # (B, C, T', F') maps
+            for block in self.audio_blocks:
+                x = block(x)
+            x = self.audio_pool(x)                          # (B, audio_dim)
         return F.normalize(self.audio_projection(x), dim=-1)
 
-    def text(self, x: torch.Tensor) -> torch.Tensor:       # (B, 384) -> (B, dim)
-        return F.normalize(self.text_projection(x), dim=-1)
+    def audio_clips(self, feats: list[np.ndarray], chunk: int = 256) -> np.ndarray:
+        """Per clip (W, ...) window features -> (N, dim): window embeddings averaged and
+        re-normalised, as `Clap.embed_audio` does."""
+        flat = np.concatenate(feats)
+        emb = torch.cat([self.audio(torch.from_numpy(flat[i:i + chunk])) for i in range(0, len(flat), chunk)])
+        owner = np.repeat(np.arange(len(feats)), [len(f) for f in feats])
+        mean = torch.zeros(len(feats), emb.shape[1]).index_add_(0, torch.from_numpy(owner), emb)
+        return F.normalize(mean, dim=-1).numpy()
+
+    def text(self, texts: list[str]) -> torch.Tensor:      # -> (B, dim)
+        if not len(self.text_layers):
+            pooled = torch.from_numpy(np.stack([self.text_cache[t] for t in texts]))   # (B, 384)
+        else:
+            states = [torch.from_numpy(self.text_cache[t].astype(np.float32)) for t in texts]
+            h = torch.nn.utils.rnn.pad_sequence(states, batch_first=True)              # (B, L, H)
+            mask = torch.nn.utils.rnn.pad_sequence([torch.ones(len(x)) for x in states], batch_first=True)
+            bias = (1.0 - mask)[:, None, None, :] * torch.finfo(h.dtype).min             # (B, 1, 1, L)
+            for layer in self.text_layers:
+                h = layer(h, attention_mask=bias)
+            pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)          # mean pooling
+        return F.normalize(self.text_projection(pooled), dim=-1)
 
 
-def evaluate(proj: Projector, rows: list[dict], audio: dict, text_feats, template: str) -> dict:
+def check_text_path(proj: Projector, model: CLAP, tokenizer: TextTokenizer, texts: list[str]) -> None:
+    """The cached-state text path must give the full text tower's embeddings."""
+    proj.eval()
+    with torch.no_grad():
+        cos = (proj.text(texts) * model.encode_text(*tokenizer(texts))).sum(-1).min().item()
+    if cos < 0.9999:
+        raise RuntimeError(f"cached text path disagrees with the text tower: min cosine {cos:.6f}")
+
+
+def evaluate(proj: Projector, rows: list[dict], audio: dict, template: str) -> dict:
     """Zero-shot top-1/top-5 among the labels of `rows`, text->audio R@1/5/10 over all their
     captions, and how often three phrasings of each label agree on the top class."""
     from train.evaluate import predictions, retrieval_recalls, zero_shot_scores
@@ -160,8 +231,8 @@ def evaluate(proj: Projector, rows: list[dict], audio: dict, text_feats, templat
     y = np.array([labels.index(r["label"]) for r in rows])
     proj.eval()
     with torch.no_grad():
-        a = proj.audio(torch.from_numpy(np.stack([audio[r["path"]].mean(0) for r in rows]))).numpy()
-        t = lambda texts: proj.text(torch.from_numpy(text_feats(texts))).numpy()  # noqa: E731
+        a = proj.audio_clips([audio[r["path"]] for r in rows])
+        t = lambda texts: torch.cat([proj.text(texts[i:i + 512]) for i in range(0, len(texts), 512)]).numpy()  # noqa: E731
         scores = zero_shot_scores(a, t([template.format(x) for x in labels]), y)
         caps, owner = [], []
         for i, r in enumerate(rows):
@@ -178,7 +249,7 @@ def evaluate(proj: Projector, rows: list[dict], audio: dict, text_feats, templat
             "phrasing_top1": [float(np.mean(p == y)) for p in preds]}
 
 
-def fit(proj: Projector, rows: list[dict], audio: dict, text_feats, template: str, steps: int,
+def fit(proj: Projector, rows: list[dict], audio: dict, template: str, steps: int,
         batch: int, lr: float, seed: int, val_rows: list[dict], weight_decay: float = 0.05,
         log_every: int = 250) -> dict:
     """Contrastive training of the projections on cached features.
@@ -195,7 +266,11 @@ def fit(proj: Projector, rows: list[dict], audio: dict, text_feats, template: st
     labels = sorted(by_label)
     batch = min(batch, len(labels))
     pools = {r["path"]: caption_pool(r, template) for r in rows}
-    opt = torch.optim.AdamW(proj.parameters(), lr=lr, weight_decay=weight_decay)
+    # Pretrained layers move ten times slower than the fresh projections.
+    pretrained = {id(q) for q in list(proj.audio_blocks.parameters()) + list(proj.text_layers.parameters())}
+    opt = torch.optim.AdamW([{"params": [q for q in proj.parameters() if id(q) not in pretrained], "lr": lr},
+                             {"params": [q for q in proj.parameters() if id(q) in pretrained], "lr": lr / 10}],
+                            weight_decay=weight_decay)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
@@ -205,16 +280,16 @@ def fit(proj: Projector, rows: list[dict], audio: dict, text_feats, template: st
         picked = [by_label[labels[i]][rng.integers(len(by_label[labels[i]]))]
                   for i in rng.choice(len(labels), batch, replace=False)]
         a = np.stack([(w := audio[r["path"]])[rng.integers(len(w))] for r in picked])
-        t = text_feats([(p := pools[r["path"]])[rng.integers(len(p))] for r in picked])
-        loss = contrastive_loss(proj.audio(torch.from_numpy(a)), proj.text(torch.from_numpy(t)), proj.logit_scale)
+        t = proj.text([(p := pools[r["path"]])[rng.integers(len(p))] for r in picked])
+        loss = contrastive_loss(proj.audio(torch.from_numpy(a)), t, proj.logit_scale)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         clamp_logit_scale_(proj.logit_scale, math.log(100))
         if step % log_every == 0 or step == steps:
-            val = evaluate(proj, val_rows, audio, text_feats, template)
-            history.append({"step": step, "loss": float(loss), **{k: val[k] for k in ("top1", "t2a_R@10")}})
+            val = evaluate(proj, val_rows, audio, template)
+            history.append({"step": step, "loss": loss.item(), **{k: val[k] for k in ("top1", "t2a_R@10")}})
             print(f"step {step} loss {float(loss):.3f} val top1 {val['top1']:.3f} "
                   f"R@10 {val['t2a_R@10']:.3f}", file=sys.stderr, flush=True)
             if val["top1"] > best:
@@ -236,13 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dropout", type=float, default=None, help="projection dropout (default: the preset's)")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--pooling", choices=["max", "meanmax"], default="meanmax")
+    p.add_argument("--text-layers", type=int, default=0, help="train the last N MiniLM layers (0: frozen)")
+    p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     rows = load_manifest(str(args.corpus / "manifest.jsonl"))
     model = base_model(args.pooling)
     tokenizer = TextTokenizer.from_dir(pretrained_tokenizer_dir(model.config), model.config.text)
-    audio = cache_audio_features(args.corpus, rows, model)
+    audio = cache_audio_features(args.corpus, rows, model, len(model.audio.blocks) - args.audio_blocks)
     if args.stage == "features":
         return 0
     template = model.config.prompt_template
@@ -250,14 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     texts = {t for r in rows for t in caption_pool(r, template)}
     for lab in {r["label"] for r in split["val"] + split["test"]}:
         texts.update(label_phrasings(rows, lab))
-    cache = cache_text_features(sorted(texts), model, tokenizer)
-    text_feats = lambda ts: np.stack([cache[t] for t in ts]).astype(np.float32)  # noqa: E731
+    n_layers = model.config.text.hf_config["num_hidden_layers"]
+    cache = cache_text_states(sorted(texts), model, tokenizer, n_layers - args.text_layers)
     if args.dropout is not None:
         model.config.projection.dropout = args.dropout
         for m in (model.audio_projection, model.text_projection):
             m.drop.p = args.dropout
-    proj = Projector(model)
-    train_log = fit(proj, split["train"], audio, text_feats, template, args.steps, args.batch, args.lr,
+    proj = Projector(model, cache, args.text_layers, args.audio_blocks)
+    check_text_path(proj, model, tokenizer, sorted(texts)[:8])
+    train_log = fit(proj, split["train"], audio, template, args.steps, args.batch, args.lr,
                     args.seed, split["val"], weight_decay=args.weight_decay)
     # "test_common": the held-out labels with at least MIN_CLIPS clips, so that each class
     # score rests on more than one or two recordings.
@@ -265,10 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in split["test"]:
         counts[r["label"]] = counts.get(r["label"], 0) + 1
     split["test_common"] = [r for r in split["test"] if counts[r["label"]] >= MIN_CLIPS]
-    scores = {s: evaluate(proj, split[s], audio, text_feats, template) for s in ("val", "test", "test_common")}
+    scores = {s: evaluate(proj, split[s], audio, template) for s in ("val", "test", "test_common")}
     for s, v in scores.items():
         print(f"{s}: " + json.dumps(v), file=sys.stderr)
     meta = {"trained_on": args.corpus.name, "clips": {s: len(v) for s, v in split.items()},
+            "text_layers_trained": args.text_layers, "audio_blocks_trained": args.audio_blocks,
+            "pooling": args.pooling,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
             "heldout_sources": sorted({r["source"] for r in split["test"]}),
