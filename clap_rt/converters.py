@@ -150,7 +150,7 @@ def hf_model_config(hf: dict, preprocessor: dict | None, src: str) -> ModelConfi
         spec_size=a["spec_size"], patch_size=_square(a["patch_size"], f"{src}: audio_config.patch_size"),
         patch_stride=_square(a["patch_stride"], f"{src}: audio_config.patch_stride"), embed_dim=a["patch_embeds_hidden_size"],
         depths=tuple(a["depths"]), num_heads=tuple(a["num_attention_heads"]), window_size=a["window_size"],
-        mlp_ratio=a["mlp_ratio"], qkv_bias=a["qkv_bias"], num_classes=a["num_classes"],
+        mlp_ratio=a["mlp_ratio"], qkv_bias=a["qkv_bias"],
         layer_norm_eps=a["layer_norm_eps"])
     if htsat.out_dim != a["hidden_size"]:
         raise UserError(f"{src}: audio_config.hidden_size {a['hidden_size']} != patch_embeds_hidden_size * "

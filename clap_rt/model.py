@@ -57,12 +57,17 @@ class SfxCNN(nn.Module):
         if cfg.pooling not in ("max", "meanmax"):
             raise ValueError(f"audio.sfx_cnn.pooling: unknown {cfg.pooling!r}; expected 'max' or 'meanmax'")
         self.pooling = cfg.pooling
+        self.level_ref_db = cfg.level_ref_db
+        self.level_max_boost_db = cfg.level_max_boost_db
         # Per-band dB offset turning our Slaney-normalised filters into aisfx's L1-normalised ones.
         self.register_buffer("band_offset_db", torch.from_numpy(_l1_offset_db(fe)), persistent=False)
 
     def prepare(self, mel_db: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) dB -> (B, 1, T, n_mels) on the scale the first conv expects."""
         x = mel_db
+        if self.level_ref_db is not None:
+            peak = x.amax(dim=(1, 2), keepdim=True)                     # (B, 1, 1) loudest bin
+            x = x + (self.level_ref_db - peak).clamp(max=self.level_max_boost_db)
         if self.aisfx_input:
             # log10(1 + 10^(dB_l1/10 + 4)) == softplus(ln10 * (dB_l1/10 + 4)) / ln10
             y = (x + self.band_offset_db[:, None] + AISFX_LOG_GAIN_DB) * (math.log(10) / 10)

@@ -40,10 +40,11 @@ MAX_WINDOWS = 3          # windows cached per clip: start, middle, end (determin
 MIN_CLIPS = 5            # a held-out label needs this many clips to enter "test_common"
 
 
-def base_model(pooling: str = "meanmax") -> CLAP:
+def base_model(pooling: str = "meanmax", level_ref_db: float | None = None) -> CLAP:
     """The default architecture with pretrained aisfx audio weights and MiniLM text weights."""
     cfg = small_default()
     cfg.audio.sfx_cnn.pooling = pooling
+    cfg.audio.sfx_cnn.level_ref_db = level_ref_db
     model = CLAP(cfg)
     model.audio.load_state_dict(load_aisfx_state(), strict=True)
     text = {k[len("text.body."):]: v for k, v in pretrained_text_state(model.config).items()}
@@ -86,7 +87,9 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
             x = block(x)
         return tower.pool(x).numpy() if all_frozen else x.half().numpy()
 
-    tag = model.config.audio.sfx_cnn.pooling if all_frozen else f"block{frozen_blocks}"
+    cnn = model.config.audio.sfx_cnn
+    tag = (cnn.pooling if all_frozen else f"block{frozen_blocks}") + (
+        f"-level{cnn.level_ref_db:g}" if cnn.level_ref_db is not None else "")
     out_dir = CACHE / f"audio-{tag}"
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
@@ -311,13 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dropout", type=float, default=None, help="projection dropout (default: the preset's)")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--pooling", choices=["max", "meanmax"], default="meanmax")
+    p.add_argument("--level-ref-db", type=float, default=None,
+                   help="normalise each window's loudest mel bin to this dB (default: off)")
     p.add_argument("--text-layers", type=int, default=0, help="train the last N MiniLM layers (0: frozen)")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     rows = load_manifest(str(args.corpus / "manifest.jsonl"))
-    model = base_model(args.pooling)
+    model = base_model(args.pooling, args.level_ref_db)
     tokenizer = TextTokenizer.from_dir(pretrained_tokenizer_dir(model.config), model.config.text)
     audio = cache_audio_features(args.corpus, rows, model, len(model.audio.blocks) - args.audio_blocks)
     if args.stage == "features":
