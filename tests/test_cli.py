@@ -74,3 +74,9 @@ def test_errors_are_one_line_exit_2(tiny_model_dir, audio_dir, args, message):
     p = run(*args, check_rc=2)
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message.replace("{{}}", "{}")), p.stderr
+
+
+def test_bundled_default_model_is_used_without_model_flag():
+    info = json.loads(run("info", "--json").stdout)
+    assert info["name"] == "clap-rt-small" and info["embedding_dim"] == 512
+    assert info["audio_params"] < 10_000_000, "the edge model must stay small"
