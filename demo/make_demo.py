@@ -21,7 +21,7 @@ from bench.stream import DEFAULT_MANIFEST, make_scene  # noqa: E402
 from clap_rt.audio import load_audio  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-LABELS = ("telephone ringing", "cowbell", "tambourine", "train", "glass clink")
+LABELS = ("hand clap", "tambourine", "wood block", "ride cymbal", "tom drum")
 RATE = 44100
 
 
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     p.add_argument("--seconds", type=float, default=24.0)
-    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--seed", type=int, default=5)   # a seed whose scene has each label once
     args = p.parse_args(argv)
     rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()]
     clips, sources = {}, {}

@@ -12,8 +12,8 @@ from clap_rt.checkpoints import DEFAULT_MODEL_DIR
 from clap_rt.zeroshot import Clap
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
-# Measured with the shipped model: 2 of 5 (train, tambourine; cowbell, glass clink and telephone
-# ringing are confused). A weaker model, or a broken frontend or checkpoint, names fewer.
+# Measured with the shipped model: 2 of 5 (tambourine, tom drum; ride cymbal, hand clap and wood
+# block are confused). A weaker model, or a broken frontend or checkpoint, names fewer.
 MIN_DEMO_HITS = 2
 
 

@@ -290,15 +290,19 @@ def fit(proj: Projector, rows: list[dict], audio: dict, template: str, steps: in
         opt.step()
         sched.step()
         clamp_logit_scale_(proj.logit_scale, math.log(100))
-        if step % log_every == 0 or step == steps:
+        if (step % log_every == 0 or step == steps) and not val_rows:
+            history.append({"step": step, "loss": loss.item()})
+            print(f"step {step} loss {loss.item():.3f}", file=sys.stderr, flush=True)
+        elif step % log_every == 0 or step == steps:
             val = evaluate(proj, val_rows, audio, template)
             history.append({"step": step, "loss": loss.item(), **{k: val[k] for k in ("top1", "t2a_R@10")}})
-            print(f"step {step} loss {float(loss):.3f} val top1 {val['top1']:.3f} "
+            print(f"step {step} loss {loss.item():.3f} val top1 {val['top1']:.3f} "
                   f"R@10 {val['t2a_R@10']:.3f}", file=sys.stderr, flush=True)
             if val["top1"] > best:
                 best, best_state = val["top1"], {k: v.clone() for k, v in proj.state_dict().items()}
-    proj.load_state_dict(best_state)
-    return {"best_val_top1": best, "history": history}
+    if best_state is not None:       # without validation rows the last state is kept
+        proj.load_state_dict(best_state)
+    return {"best_val_top1": best if val_rows else None, "history": history}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pooling", choices=["max", "meanmax"], default="meanmax")
     p.add_argument("--level-ref-db", type=float, default=None,
                    help="normalise each window's loudest mel bin to this dB (default: off)")
+    p.add_argument("--with-val", action="store_true",
+                   help="final run: train on train + val for --steps, keep the last state")
     p.add_argument("--text-layers", type=int, default=0, help="train the last N MiniLM layers (0: frozen)")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     args = p.parse_args(argv)
@@ -340,18 +346,21 @@ def main(argv: list[str] | None = None) -> int:
             m.drop.p = args.dropout
     proj = Projector(model, cache, args.text_layers, args.audio_blocks)
     check_text_path(proj, model, tokenizer, sorted(texts)[:8])
-    train_log = fit(proj, split["train"], audio, template, args.steps, args.batch, args.lr,
-                    args.seed, split["val"], weight_decay=args.weight_decay)
+    train_rows = split["train"] + (split["val"] if args.with_val else [])
+    train_log = fit(proj, train_rows, audio, template, args.steps, args.batch, args.lr,
+                    args.seed, [] if args.with_val else split["val"], weight_decay=args.weight_decay)
     # "test_common": the held-out labels with at least MIN_CLIPS clips, so that each class
     # score rests on more than one or two recordings.
     counts = {}
     for r in split["test"]:
         counts[r["label"]] = counts.get(r["label"], 0) + 1
     split["test_common"] = [r for r in split["test"] if counts[r["label"]] >= MIN_CLIPS]
-    scores = {s: evaluate(proj, split[s], audio, template) for s in ("val", "test", "test_common")}
+    scores = {s: evaluate(proj, split[s], audio, template)
+              for s in ("test", "test_common") + (() if args.with_val else ("val",))}
     for s, v in scores.items():
         print(f"{s}: " + json.dumps(v), file=sys.stderr)
-    meta = {"trained_on": args.corpus.name, "clips": {s: len(v) for s, v in split.items()},
+    meta = {"trained_on": args.corpus.name, "trained_splits": ["train", "val"] if args.with_val else ["train"],
+            "clips": {s: len(v) for s, v in split.items()},
             "text_layers_trained": args.text_layers, "audio_blocks_trained": args.audio_blocks,
             "pooling": args.pooling,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
