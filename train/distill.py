@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from clap_rt.errors import UserError
 
 from .config import ModelSource, TrainConfig, add_config_args, config_from_args, validate
-from .train import ContrastiveStep, Trainer, fit, prepare_data, read_model_config, run_cli, start_run
+from .train import ContrastiveStep, Trainer, fit, prepare_data, run_cli, source_config, start_run
 from .loss import contrastive_loss, world_info
 
 
@@ -50,17 +50,8 @@ class DistillConfig(TrainConfig):
 def build_student(teacher, src: ModelSource):
     """A CLAP with the student's frontend + audio tower and the teacher's text side (frozen)."""
     from clap_rt.checkpoints import read_config
-    from clap_rt.config import preset
     from clap_rt.model import CLAP
-    if src.init:
-        student_cfg, _ = read_config(src.init)
-    elif src.preset:
-        try:
-            student_cfg = preset(src.preset)
-        except ValueError as e:
-            raise UserError(f"--preset: {e}")
-    else:
-        student_cfg = read_model_config(src.model_config)
+    student_cfg = read_config(src.init)[0] if src.init else source_config(src)
     cfg = dataclasses.replace(teacher.config, name=f"{student_cfg.name}-distilled",
                               frontend=student_cfg.frontend, audio=student_cfg.audio)
     student = CLAP(cfg)

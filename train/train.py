@@ -44,22 +44,26 @@ def read_model_config(path: str):
         raise UserError(f"--model-config {path}: {e}")
 
 
+def source_config(src: ModelSource):
+    """The ModelConfig named by --preset or --model-config."""
+    from clap_rt.config import preset
+    if src.preset:
+        try:
+            return preset(src.preset)
+        except ValueError as e:
+            raise UserError(f"--preset: {e}")
+    return read_model_config(src.model_config)
+
+
 def build_model(src: ModelSource):
     """(CLAP, TextTokenizer) from --preset / --model-config / --init (+ --tokenizer)."""
     from clap_rt.checkpoints import load_model, pretrained_text_state, pretrained_tokenizer_dir
-    from clap_rt.config import preset
     from clap_rt.model import CLAP
     from clap_rt.tokenizer import TextTokenizer
     if src.init:
         model, tokenizer = load_model(src.init)
     else:
-        if src.preset:
-            try:
-                cfg = preset(src.preset)
-            except ValueError as e:
-                raise UserError(f"--preset: {e}")
-        else:
-            cfg = read_model_config(src.model_config)
+        cfg = source_config(src)
         model = CLAP(cfg)
         base = pretrained_text_state(cfg)
         if base:
