@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         counts[r["label"]] = counts.get(r["label"], 0) + 1
     split["test_common"] = [r for r in split["test"] if counts[r["label"]] >= MIN_CLIPS]
     scores = {s: evaluate(proj, split[s], audio, template)
-              for s in ("test", "test_common") + (() if args.with_val else ("val",))}
+              for s in ("test", "test_common") + (() if args.with_val else ("val",)) if split[s]}
     for s, v in scores.items():
         print(f"{s}: " + json.dumps(v), file=sys.stderr)
     meta = {"trained_on": args.corpus.name, "trained_splits": ["train", "val"] if args.with_val else ["train"],
