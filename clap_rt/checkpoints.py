@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
-from .errors import UserError
+from .errors import UserError, read_json_file
 from .model import CLAP
 from .tokenizer import TextTokenizer
 
@@ -99,12 +99,8 @@ def save_model(model: CLAP, out_dir: str | os.PathLike, tokenizer: TextTokenizer
 
 def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
     path = Path(path)
-    try:
-        doc = json.loads((path / CONFIG_FILE).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: not a clap_rt model folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path / CONFIG_FILE}: invalid JSON ({e.msg} at line {e.lineno})")
+    doc = read_json_file(path / CONFIG_FILE,
+                         f"{path}: not a clap_rt model folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
     if doc.get("format") != FORMAT:
         raise UserError(f"{path / CONFIG_FILE}: expected format {FORMAT!r}, found {doc.get('format')!r}")
     return ModelConfig.from_dict(doc["model"]), doc.get("meta", {})

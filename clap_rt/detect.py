@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, read_json_file
 
 # Prompts the user's labels must beat: what a scene sounds like when none of them happens.
 DEFAULT_BACKGROUND = ("background noise", "silence", "people talking", "room ambience", "other sounds")
@@ -68,12 +67,8 @@ class Thresholds:
 
     @classmethod
     def load(cls, path) -> "Thresholds":
-        try:
-            doc = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise UserError(f"{path}: thresholds file not found; expected the JSON written by `clap-rt calibrate`")
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: invalid JSON ({e.msg} at line {e.lineno}); expected a thresholds file")
+        doc = read_json_file(path, f"{path}: thresholds file not found; expected the JSON written by "
+                                   "`clap-rt calibrate`", expected="expected a thresholds file")
         if not isinstance(doc, dict) or doc.get("format") != THRESHOLDS_FORMAT:
             raise UserError(f"{path}: expected format {THRESHOLDS_FORMAT!r} (from `clap-rt calibrate`)")
         on, off = {}, {}

@@ -139,10 +139,12 @@ class Clap:
     def classify(self, items: Sequence[AudioInput], labels: Sequence[str], template: str | None = None,
                  sample_rate: int | None = None) -> list[Classification]:
         """Zero-shot classification of each item among `labels`."""
+        if isinstance(items, (str, os.PathLike, np.ndarray)):
+            items = [items]
         lab = self.label_embeddings(labels, template)
         probs = self.probabilities(self.embed_audio(items, sample_rate), lab)
         out = []
-        for item, p in zip(items if not isinstance(items, (str, np.ndarray)) else [items], probs):
+        for item, p in zip(items, probs):
             top = int(p.argmax())
             name = str(item) if not isinstance(item, np.ndarray) else "<array>"
             out.append(Classification(name, labels[top], float(p[top]),

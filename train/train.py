@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from clap_rt.errors import UserError
+from clap_rt.errors import UserError, read_json_file
 
 from .config import ModelSource, OptimConfig, TrainConfig, add_config_args, config_from_args, dump, validate
 from .loss import clamp_logit_scale_, contrastive_loss, world_info
@@ -32,12 +32,8 @@ from .loss import clamp_logit_scale_, contrastive_loss, world_info
 
 def read_model_config(path: str):
     from clap_rt.config import ModelConfig
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"--model-config {path}: file not found; expected a ModelConfig JSON file")
-    except json.JSONDecodeError as e:
-        raise UserError(f"--model-config {path}: invalid JSON ({e.msg} at line {e.lineno})")
+    doc = read_json_file(path, f"--model-config {path}: file not found; expected a ModelConfig JSON file",
+                         name=f"--model-config {path}")
     try:
         return ModelConfig.from_dict(doc["model"] if "format" in doc else doc)
     except (ValueError, TypeError) as e:
