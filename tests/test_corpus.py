@@ -71,13 +71,14 @@ def test_split_by_item_never_mixes():
 
 
 def test_midi_writer_round_trip():
-    notes = [Note(0.5, 1.0, 60, 100, 0, 40), Note(2.0, 0.3, 38, 90, 9), Note(1.25, 0.5, 72, 45, 0, 0)]
+    notes = [Note(0.5, 1.0, 60, 100, 0, 40), Note(2.0, 0.3, 38, 90, 9, 25), Note(1.25, 0.5, 72, 45, 0, 0)]
     data = midi_bytes(notes)
     assert data[:4] == b"MThd" and data[-4:] == b"\x00\xff\x2f\x00"
     ons = read_note_ons(data)
     expected = sorted((n.start, n.channel, n.pitch, n.velocity) for n in notes)
     assert ons == expected
     assert b"\xc0\x28" in data and b"\xc0\x00" in data  # program changes 40 and 0 on channel 0
+    assert b"\xc9\x19" in data  # drum kit 25 (TR-808) selected on the drum channel
 
 
 def test_midi_rejects_out_of_range():
@@ -91,6 +92,15 @@ def test_gm_schedule_slots_cover_notes_without_overlap():
     for n, s in zip(notes, slots):
         assert s.start == n.start and s.end > n.start + n.duration
     assert all(a.end <= b.start + 1e-9 for a, b in zip(slots, slots[1:]))
+
+
+def test_gm_schedule_adds_drum_kits_after_the_standard_kit():
+    """Adding kits appends slots: the standard kit's clips keep their positions (and paths)."""
+    _, one = gm_schedule([0], [36, 38])
+    notes, slots = gm_schedule([0], [36, 38], kits=(0, 25))
+    assert slots[:len(one)] == one
+    assert [s.kit for s in slots[len(one):]] == [25] * 6
+    assert {n.program for n in notes if n.channel == 9} == {0, 25}
 
 
 def test_cutting_a_synthetic_rendering():
@@ -128,6 +138,9 @@ def test_captions_are_varied():
     mains = {clip_row(f"clips/x/{i}.wav", "s", "i", "dog", "event", {"action": "a dog barking"}, 1.0)["captions"][1]
              for i in range(20)}
     assert len(mains) >= 3, f"only {mains} as second caption over 20 clips"
+    kit_caps = {c for i in range(20) for c in drum_captions("snare drum", "softly", random.Random(i), "a jazz drum kit")}
+    assert "a snare drum from a jazz drum kit" in kit_caps
+    assert not any("from" in c for c in drum_captions("snare drum", "softly", random.Random(0))), "no kit, no kit caption"
     assert note_captions("cello", 48, "low", "softly", random.Random(1))[0] == "a cello playing a low note"
 
 

@@ -53,13 +53,14 @@ def note_captions(instrument: str, pitch: int, register: str, dynamics: str,
     return _pick(rng, options[:1], 1) + _pick(rng, options[1:], rng.randint(2, 4))
 
 
-def drum_captions(drum: str, dynamics: str, rng: random.Random) -> list[str]:
-    """Captions for one hit of a drum or percussion instrument."""
+def drum_captions(drum: str, dynamics: str, rng: random.Random, kit: str = "") -> list[str]:
+    """Captions for one hit of a drum or percussion instrument; `kit` optionally names the
+    set it comes from ("a jazz drum kit")."""
     noun = article(drum)
     strength = {"softly": "soft", "moderately": "medium", "loudly": "hard"}[dynamics]
     options = [f"{noun} hit", f"a single {drum} hit", f"{noun} struck {dynamics}",
                f"a {strength} {drum} stroke", f"someone hits {noun}", f"the sound of {noun}",
-               f"{drum} sample"]
+               f"{drum} sample", f"{noun} from {kit}" if kit else ""]
     return _pick(rng, options[:1], 1) + _pick(rng, options[1:], rng.randint(2, 4))
 
 

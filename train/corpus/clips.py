@@ -36,7 +36,8 @@ def make_captions(kind: str, label: str, args: dict, rng: random.Random) -> list
     if kind == "event":
         return captions.event_captions(label, args.get("action"), rng, args.get("detail", ""))
     if kind == "drum":
-        return captions.drum_captions(args.get("drum", label), args.get("dynamics", "loudly"), rng)
+        return captions.drum_captions(args.get("drum", label), args.get("dynamics", "loudly"), rng,
+                                      args.get("kit", ""))
     if kind == "speech":
         return captions.speech_captions(args["speaker"], args["language"], rng, args.get("text", ""))
     if kind == "note":

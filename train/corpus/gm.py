@@ -77,5 +77,12 @@ GM_DRUMS: dict[int, tuple[str, str]] = {
     80: ("muted triangle", "triangle"), 81: ("open triangle", "triangle"),
 }
 
+# GM/GS drum kits rendered (program number on the drum channel) -> caption phrase ("" for the
+# standard kit). The orchestra kit (48) is left out: it puts timpani on the tom and hi-hat keys.
+GM_DRUM_KITS: dict[int, str] = {
+    0: "", 8: "a drum kit in a room", 16: "a rock drum kit", 24: "an electronic drum kit",
+    25: "a TR-808 drum machine", 32: "a jazz drum kit", 40: "a drum kit played with brushes",
+}
+
 # Programs whose sound is an event, not a musical note: captions must not say "playing a note".
 GM_EVENT_PROGRAMS = {120, 121, 122, 123, 124, 125, 126, 127}

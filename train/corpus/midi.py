@@ -16,7 +16,8 @@ DRUM_CHANNEL = 9  # GM channel 10, zero-based
 
 @dataclass(frozen=True)
 class Note:
-    """One note: `start` and `duration` in seconds, GM `program` (ignored on the drum channel)."""
+    """One note: `start` and `duration` in seconds, GM `program` (on the drum channel: the
+    drum kit, which GM synthesizers select by a program change there)."""
 
     start: float
     duration: float
@@ -41,8 +42,9 @@ def _varlen(value: int) -> bytes:
 def midi_bytes(notes: list[Note]) -> bytes:
     """Encode `notes` as a format-0 Standard MIDI File (one track, 120 bpm, 480 ticks per beat).
 
-    A program change is sent on a note's channel whenever its program differs from the last one
-    sent there; it is placed at the note-on time, before the note-on.
+    A program change is sent on a note's channel (the drum channel included, where it selects
+    the kit) whenever its program differs from the last one sent there; it is placed at the
+    note-on time, before the note-on.
     """
     events: list[tuple[int, int, bytes]] = []  # (tick, order, message); order puts offs before ons
     for note in notes:
@@ -54,7 +56,7 @@ def midi_bytes(notes: list[Note]) -> bytes:
         events.append((off, 0, bytes([0x80 | note.channel, note.pitch, 0])))
     last_program: dict[int, int] = {}
     for note in sorted(notes, key=lambda n: n.start):
-        if note.channel != DRUM_CHANNEL and last_program.get(note.channel) != note.program:
+        if last_program.get(note.channel) != note.program:
             last_program[note.channel] = note.program
             tick = round(note.start * TICKS_PER_SECOND)
             events.append((tick, 1, bytes([0xC0 | note.channel, note.program])))
@@ -129,11 +131,14 @@ class Slot:
     pitch: int
     register: str  # "low" / "middle" / "high", or "" for drums
     dynamics: str  # "softly" / "loudly"
+    kit: int = 0  # GM drum kit (program number on the drum channel), drums only
 
 
-def gm_schedule(programs: list[int], drum_notes: list[int],
-                sparse: frozenset[int] = frozenset()) -> tuple[list[Note], list[Slot]]:
-    """Notes to render every program at 6 pitches x 3 velocities, then each drum note at 3.
+def gm_schedule(programs: list[int], drum_notes: list[int], sparse: frozenset[int] = frozenset(),
+                kits: tuple[int, ...] = (0,)) -> tuple[list[Note], list[Slot]]:
+    """Notes to render every program at 6 pitches x 3 velocities, then each drum note at 3
+    velocities in each drum kit of `kits` (in that order: earlier slots keep their positions
+    when kits are added).
     Programs in `sparse` get the middle velocity only (many GM synth programs share one label,
     and all 18 notes of each would flood the corpus with "synthesizer").
 
@@ -150,9 +155,10 @@ def gm_schedule(programs: list[int], drum_notes: list[int],
                 notes.append(Note(t, held, pitch, velocity, 0, program))
                 slots.append(Slot(t, t + held + GAP_SECONDS, program, pitch, register, dynamics))
                 t += held + GAP_SECONDS
-    for pitch in drum_notes:
-        for dynamics, velocity in DRUM_VELOCITIES.items():
-            notes.append(Note(t, 0.3, pitch, velocity, DRUM_CHANNEL))
-            slots.append(Slot(t, t + DRUM_SLOT_SECONDS, -1, pitch, "", dynamics))
-            t += DRUM_SLOT_SECONDS
+    for kit in kits:
+        for pitch in drum_notes:
+            for dynamics, velocity in DRUM_VELOCITIES.items():
+                notes.append(Note(t, 0.3, pitch, velocity, DRUM_CHANNEL, kit))
+                slots.append(Slot(t, t + DRUM_SLOT_SECONDS, -1, pitch, "", dynamics, kit))
+                t += DRUM_SLOT_SECONDS
     return notes, slots

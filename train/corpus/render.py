@@ -8,7 +8,7 @@ import tempfile
 
 from .audio import SAMPLE_RATE, load_audio, make_clips, write_clip
 from .clips import clip_row
-from .gm import GM_DRUMS, GM_EVENT_PROGRAMS, GM_PROGRAMS
+from .gm import GM_DRUM_KITS, GM_DRUMS, GM_EVENT_PROGRAMS, GM_PROGRAMS
 from .midi import Slot, gm_schedule, midi_bytes
 
 SPARSE_PROGRAMS = frozenset(p for p, (_, label) in enumerate(GM_PROGRAMS) if label in ("synthesizer", "synth pad"))
@@ -32,7 +32,11 @@ def slot_row_args(slot: Slot) -> tuple[str, str, str, dict]:
     """(item, label, caption kind, caption args) for one scheduled note."""
     if slot.program < 0:
         phrase, label = GM_DRUMS[slot.pitch]
-        return f"gm-drum-{slot.pitch}", label, "drum", {"drum": phrase, "dynamics": slot.dynamics}
+        args = {"drum": phrase, "dynamics": slot.dynamics}
+        if GM_DRUM_KITS[slot.kit]:
+            args["kit"] = GM_DRUM_KITS[slot.kit]
+        # The item is the drum key, whatever the kit: a held-out key is held out in every kit.
+        return f"gm-drum-{slot.pitch}", label, "drum", args
     phrase, label = GM_PROGRAMS[slot.program]
     item = f"gm-program-{slot.program}"
     if slot.program in GM_EVENT_PROGRAMS:
@@ -42,8 +46,9 @@ def slot_row_args(slot: Slot) -> tuple[str, str, str, dict]:
 
 
 def render_source(name: str, soundfont: str, data_dir: str) -> list[dict]:
-    """Render every GM program and drum note of `soundfont`, cut per note, write clips + rows."""
-    notes, slots = gm_schedule(list(range(128)), sorted(GM_DRUMS), SPARSE_PROGRAMS)
+    """Render every GM program, and every drum note in each kit, of `soundfont`; cut per note,
+    write clips + rows."""
+    notes, slots = gm_schedule(list(range(128)), sorted(GM_DRUMS), SPARSE_PROGRAMS, tuple(GM_DRUM_KITS))
     wav = os.path.join(data_dir, f"render_{name}.tmp.wav")
     render_midi(soundfont, midi_bytes(notes), wav)
     audio = load_audio(wav)
