@@ -18,7 +18,7 @@ GM_PROGRAMS: list[tuple[str, str]] = [
     ("guitar harmonics", "electric guitar"), ("acoustic bass", "bass guitar"),
     ("fingered electric bass", "bass guitar"), ("picked electric bass", "bass guitar"),
     ("fretless bass", "bass guitar"), ("slap bass", "bass guitar"), ("slap bass", "bass guitar"),
-    ("synth bass", "synthesizer"), ("synth bass", "synthesizer"), ("violin", "violin"),
+    ("synth bass", "synth bass"), ("synth bass", "synth bass"), ("violin", "violin"),
     ("viola", "viola"), ("cello", "cello"), ("double bass", "double bass"),
     ("tremolo strings", "strings"), ("pizzicato strings", "strings"), ("harp", "harp"),
     ("timpani", "timpani"), ("string ensemble", "strings"), ("string ensemble", "strings"),

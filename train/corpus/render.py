@@ -11,7 +11,8 @@ from .clips import clip_row
 from .gm import GM_DRUM_KITS, GM_DRUMS, GM_EVENT_PROGRAMS, GM_PROGRAMS
 from .midi import Slot, gm_schedule, midi_bytes
 
-SPARSE_PROGRAMS = frozenset(p for p, (_, label) in enumerate(GM_PROGRAMS) if label in ("synthesizer", "synth pad"))
+SPARSE_PROGRAMS = frozenset(p for p, (_, label) in enumerate(GM_PROGRAMS)
+                            if label in ("synthesizer", "synth pad", "synth bass"))
 
 
 def render_midi(soundfont: str, midi: bytes, wav_path: str) -> None:
