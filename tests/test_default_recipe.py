@@ -46,11 +46,13 @@ def test_recipe_trains_projections_and_last_text_layer(tmp_path, monkeypatch):
     # --text-layers 1 runs the cached-state text path, which main() checks against the full
     # text tower (cosine >= 0.9999) before training.
     rc = recipe.main(["fit", str(tmp_path), "-o", str(out), "--steps", "60", "--batch", "3",
-                      "--text-layers", "1", "--threads", "2"])
+                      "--text-layers", "1", "--threads", "2", "--copies", "2", "--copy-semitones", "2"])
     assert rc == 0
     model, _ = load_model(out)
     meta = json.loads((out / "config.json").read_text())["meta"]
-    assert meta["text_layers_trained"] == 1 and meta["pooling"] == "meanmax"
+    assert meta["text_layers_trained"] == 1 and meta["pooling"] == "meanmax" and meta["copies"] == 2
+    assert len(list((tmp_path / "cache" / "audio-meanmax-copies2-pitch2").glob("*.npz"))) == 2, \
+        "copies are cached per source (synth-train, synth-val), apart from the plain features"
     test = meta["scores"]["test"]
     assert test["labels"] == 3 and test["clips"] == 6
     assert test["top1"] >= 5 / 6, f"held-out synthetic top-1 {test['top1']:.3f}"
@@ -59,3 +61,25 @@ def test_recipe_trains_projections_and_last_text_layer(tmp_path, monkeypatch):
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         text_keys = [k for k in f.keys() if k.startswith("text.body.")]
     assert text_keys and all(k.startswith("text.body.encoder.layer.5.") for k in text_keys), text_keys[:3]
+
+
+def test_clip_copies_are_reproducible_and_in_range():
+    clip = 0.01 * tone(440, 1.0)
+    a, b = recipe.clip_copies(clip, "clips/x.wav", 3), recipe.clip_copies(clip, "clips/x.wav", 3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)), "same key, different copies"
+    peaks = [20 * np.log10(np.abs(x).max()) for x in a]
+    lo, hi = recipe.LEVEL_RANGE_DB
+    assert all(lo - 1e-3 <= p <= hi + 1e-3 for p in peaks), f"peaks {peaks} outside {lo}..{hi} dBFS"
+    assert max(peaks) - min(peaks) > 1.0, f"copies at nearly one level: {peaks}"
+    other = recipe.clip_copies(clip, "clips/y.wav", 3)
+    assert not np.array_equal(a[0], other[0]), "another clip got the same levels"
+
+
+def test_clip_copies_change_speed_within_the_semitone_range():
+    clip = tone(440, 1.0)
+    for copy in recipe.clip_copies(clip, "clips/x.wav", 4, semitones=2.0):
+        ratio = len(clip) / len(copy)             # played faster -> shorter and higher
+        assert 2 ** (-2 / 12) - 1e-3 <= ratio <= 2 ** (2 / 12) + 1e-3, f"speed ratio {ratio:.4f}"
+        spectrum = np.abs(np.fft.rfft(copy))
+        freq = np.argmax(spectrum) * 44100 / len(copy)
+        assert abs(freq / 440 - ratio) < 0.01, f"pitch moved by {freq / 440:.4f}, length by {ratio:.4f}"

@@ -38,6 +38,11 @@ from train.pretrained import AISFX_ATTRIBUTION, load_aisfx_state
 CACHE = Path(os.environ.get("CLAP_RT_CACHE", Path.home() / ".cache" / "clap_rt")) / "default_model"
 MAX_WINDOWS = 3          # windows cached per clip: start, middle, end (deterministic)
 MIN_CLIPS = 5            # a held-out label needs this many clips to enter "test_common"
+# Copies for augmentation: extra versions of a training clip with its peak set to a random level in
+# this range (dBFS). The GM renderings peak 10-15 dB below typical sample libraries and field
+# recordings, and the audio tower's features depend on level: without copies at other levels
+# the projection learns "quiet" as part of "hi-hat".
+LEVEL_RANGE_DB = (-30.0, -1.0)
 
 
 def base_model(pooling: str = "meanmax", level_ref_db: float | None = None) -> CLAP:
@@ -61,6 +66,25 @@ def clip_windows(audio: np.ndarray, window: int) -> np.ndarray:
     return wins[idx]
 
 
+def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0,
+                sample_rate: int = 44100) -> list[np.ndarray]:
+    """`copies` altered versions of a (T,) clip, drawn by a generator seeded with `key` (the
+    same copies on every run): each played up to `semitones` faster or slower (pitch and
+    length change together, as a differently tuned drum or a tape at another speed would),
+    then its peak set to a level drawn from LEVEL_RANGE_DB (dBFS)."""
+    rng = np.random.default_rng(int(hashlib.sha1(key.encode()).hexdigest()[:8], 16))
+    out = []
+    for _ in range(copies):
+        version = audio
+        if semitones:
+            import soxr
+            speed = 2 ** (rng.uniform(-semitones, semitones) / 12)
+            version = soxr.resample(audio, sample_rate * speed, sample_rate)
+        peak_db = 20 * np.log10(max(float(np.abs(version).max()), 1e-6))
+        out.append((version * 10 ** ((rng.uniform(*LEVEL_RANGE_DB) - peak_db) / 20)).astype(np.float32))
+    return out
+
+
 def _save_npz(path: Path, **arrays) -> None:
     import io
     buf = io.BytesIO()
@@ -69,10 +93,11 @@ def _save_npz(path: Path, **arrays) -> None:
 
 
 def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blocks: int,
-                         shard: int = 256) -> dict[str, np.ndarray]:
+                         shard: int = 256, copies: int = 0, semitones: float = 0.0) -> dict[str, np.ndarray]:
     """Per clip path, the frozen part of the audio tower on each window, in resumable shards:
     pooled outputs (W, out_dim) when every block is frozen, else the (W, C, T', F') maps
-    after `frozen_blocks` blocks (float16).
+    after `frozen_blocks` blocks (float16). With `copies` > 0, the windows of that many
+    `clip_copies` of each clip instead (about copies x W rows).
 
     Shards are cut per source so that a corpus still growing source by source keeps the
     shards already computed.
@@ -89,7 +114,8 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
 
     cnn = model.config.audio.sfx_cnn
     tag = (cnn.pooling if all_frozen else f"block{frozen_blocks}") + (
-        f"-level{cnn.level_ref_db:g}" if cnn.level_ref_db is not None else "")
+        f"-level{cnn.level_ref_db:g}" if cnn.level_ref_db is not None else "") + (
+        f"-copies{copies}" if copies else "") + (f"-pitch{semitones:g}" if semitones else "")
     out_dir = CACHE / f"audio-{tag}"
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
@@ -99,15 +125,19 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     total, done, t0 = sum(map(len, chunks)), 0, time.time()
     feats: dict[str, np.ndarray] = {}
     for chunk in chunks:
-        key = hashlib.sha1("\n".join(chunk).encode()).hexdigest()[:16]
+        # Keyed by paths and file sizes: a rebuilt corpus whose clips changed length (a new
+        # cut) gets new features rather than stale ones.
+        key = hashlib.sha1("\n".join(f"{p}:{os.path.getsize(corpus / p)}" for p in chunk).encode()).hexdigest()[:16]
         f = out_dir / f"{key}.npz"
         done += len(chunk)
         if not f.exists():
             wins, owner = [], []
             for i, p in enumerate(chunk):
-                w = clip_windows(load_audio(corpus / p, fe.sample_rate), fe.clip_samples)
-                wins.append(w)
-                owner += [i] * len(w)
+                clip = load_audio(corpus / p, fe.sample_rate)
+                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate) if copies else [clip]):
+                    w = clip_windows(version, fe.clip_samples)
+                    wins.append(w)
+                    owner += [i] * len(w)
             wins = np.concatenate(wins)
             embs = []
             with torch.inference_mode():
@@ -323,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--with-val", action="store_true",
                    help="final run: train on train + val for --steps, keep the last state")
     p.add_argument("--text-layers", type=int, default=0, help="train the last N MiniLM layers (0: frozen)")
+    p.add_argument("--copies", type=int, default=0,
+                   help="train also on N copies of each training clip at random levels (see LEVEL_RANGE_DB)")
+    p.add_argument("--copy-semitones", type=float, default=0.0,
+                   help="copies also play up to this many semitones faster or slower (default: 0)")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -330,11 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = load_manifest(str(args.corpus / "manifest.jsonl"))
     model = base_model(args.pooling, args.level_ref_db)
     tokenizer = TextTokenizer.from_dir(pretrained_tokenizer_dir(model.config), model.config.text)
-    audio = cache_audio_features(args.corpus, rows, model, len(model.audio.blocks) - args.audio_blocks)
+    frozen = len(model.audio.blocks) - args.audio_blocks
+    audio = cache_audio_features(args.corpus, rows, model, frozen)
+    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
+    # Copies of every clip that may be trained on (train, and val for --with-val).
+    copies = cache_audio_features(args.corpus, split["train"] + split["val"], model, frozen,
+                                  copies=args.copies, semitones=args.copy_semitones) if args.copies else {}
     if args.stage == "features":
         return 0
     template = model.config.prompt_template
-    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
     texts = {t for r in rows for t in caption_pool(r, template)}
     for lab in {r["label"] for r in split["val"] + split["test"]}:
         texts.update(label_phrasings(rows, lab))
@@ -347,7 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     proj = Projector(model, cache, args.text_layers, args.audio_blocks)
     check_text_path(proj, model, tokenizer, sorted(texts)[:8])
     train_rows = split["train"] + (split["val"] if args.with_val else [])
-    train_log = fit(proj, train_rows, audio, template, args.steps, args.batch, args.lr,
+    train_audio = dict(audio)           # evaluation rows keep their original windows only
+    if copies:
+        train_audio.update({r["path"]: np.concatenate([audio[r["path"]], copies[r["path"]]]) for r in train_rows})
+    train_log = fit(proj, train_rows, train_audio, template, args.steps, args.batch, args.lr,
                     args.seed, [] if args.with_val else split["val"], weight_decay=args.weight_decay)
     # "test_common": the held-out labels with at least MIN_CLIPS clips, so that each class
     # score rests on more than one or two recordings.
@@ -362,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"trained_on": args.corpus.name, "trained_splits": ["train", "val"] if args.with_val else ["train"],
             "clips": {s: len(v) for s, v in split.items()},
             "text_layers_trained": args.text_layers, "audio_blocks_trained": args.audio_blocks,
+            "copies": args.copies, "copy_level_range_db": list(LEVEL_RANGE_DB),
+            "copy_semitones": args.copy_semitones,
             "pooling": args.pooling,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,

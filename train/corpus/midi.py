@@ -118,7 +118,10 @@ def program_pitches(program: int) -> list[tuple[str, int]]:
 
 VELOCITIES = {"softly": 45, "moderately": 85, "loudly": 120}
 DRUM_VELOCITIES = {"softly": 55, "moderately": 90, "loudly": 125}
-NOTE_SECONDS, SFX_NOTE_SECONDS, DRUM_SLOT_SECONDS, GAP_SECONDS = 1.6, 4.0, 1.5, 1.2
+# Drum notes are held and their slots long enough for a crash cymbal to ring out (clips are
+# trimmed where the sound falls 45 dB under its peak; some fonts damp a cymbal at note-off):
+# cut shorter, cymbals sound like no real recording of one.
+NOTE_SECONDS, SFX_NOTE_SECONDS, DRUM_NOTE_SECONDS, DRUM_SLOT_SECONDS, GAP_SECONDS = 1.6, 4.0, 1.5, 4.0, 1.2
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ def gm_schedule(programs: list[int], drum_notes: list[int], sparse: frozenset[in
     for kit in kits:
         for pitch in drum_notes:
             for dynamics, velocity in DRUM_VELOCITIES.items():
-                notes.append(Note(t, 0.3, pitch, velocity, DRUM_CHANNEL, kit))
+                notes.append(Note(t, DRUM_NOTE_SECONDS, pitch, velocity, DRUM_CHANNEL, kit))
                 slots.append(Slot(t, t + DRUM_SLOT_SECONDS, -1, pitch, "", dynamics, kit))
                 t += DRUM_SLOT_SECONDS
     return notes, slots
