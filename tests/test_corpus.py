@@ -2,6 +2,7 @@
 note cutting, caption variety. No apt packages needed."""
 import json
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -9,9 +10,10 @@ import pytest
 from train.corpus import load_manifest, write_manifest
 from train.corpus.audio import SAMPLE_RATE, make_clips, trim
 from train.corpus.captions import drum_captions, event_captions, note_captions, speech_captions
-from train.corpus.clips import clip_row
+from train.corpus.clips import FileTask, clip_row, run_task
 from train.corpus.manifest import assign_splits
 from train.corpus.midi import Note, gm_schedule, midi_bytes, read_note_ons
+from train.corpus.sources import stamp_texts
 
 
 def _row(i, item="a", source="s"):
@@ -202,3 +204,22 @@ def test_cli_unknown_source_exits_2(tmp_path, capsys):
 
     assert main(["build", str(tmp_path), "--sources", "no-such-source"]) == 2
     assert "--sources: unknown source 'no-such-source'" in capsys.readouterr().err
+
+
+def test_a_task_can_take_its_recording_from_a_program(tmp_path):
+    """Synthesised sources (espeak-ng) hand over a command whose stdout is an audio file."""
+    script = ("import io, sys, numpy as np, soundfile as sf; b = io.BytesIO(); "
+              "sf.write(b, 0.5 * np.sin(np.arange(33075) * 0.1), 22050, format='WAV'); "
+              "sys.stdout.buffer.write(b.getvalue())")
+    task = FileTask("stamp.txt", "clips/tts/x", "tts", "voice:m1", "robotic voice", "speech",
+                    {"speaker": "robotic voice", "language": "English"}, command=(sys.executable, "-c", script))
+    (row,) = run_task(task, str(tmp_path))
+    assert row["path"] == "clips/tts/x_0.wav" and row["label"] == "robotic voice"
+    assert abs(row["seconds"] - 1.5) < 0.05, f"{row['seconds']} s, expected the program's 1.5 s"
+    assert row["caption"].startswith("a robotic voice")
+
+
+def teststamp_texts_by_language(tmp_path):
+    f = tmp_path / "frog.txt"
+    f.write_text("A frog.\nde.utf8=Ein Frosch.\nxx.utf8=Unknown.\nfr.utf8=Une grenouille.\n", encoding="utf-8")
+    assert stamp_texts(str(f)) == {"en": "A frog.", "de": "Ein Frosch.", "fr": "Une grenouille."}

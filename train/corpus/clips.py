@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import subprocess
 from dataclasses import dataclass, field
 
 from . import captions
@@ -16,7 +17,8 @@ class FileTask:
 
     `out` is the clip path stem relative to DATA_DIR; `kind` picks the caption builder
     ("event", "drum", "speech") and `args` its keyword arguments. `offset`/`length` select an
-    embedded RIFF inside a container file (length 0: the whole file).
+    embedded RIFF inside a container file (length 0: the whole file). With `command`, the
+    recording is the audio file that program writes to stdout (`path` then only names it).
     """
 
     path: str
@@ -29,6 +31,7 @@ class FileTask:
     max_pieces: int = 1
     offset: int = 0
     length: int = 0
+    command: tuple[str, ...] = ()
 
 
 def make_captions(kind: str, label: str, args: dict, rng: random.Random) -> list[str]:
@@ -57,7 +60,10 @@ def clip_row(rel_path: str, source: str, item: str, label: str, kind: str, args:
 def run_task(task: FileTask, data_dir: str) -> list[dict]:
     """Decode, cut and write the clips of one task; returns their rows (none if silent/broken)."""
     try:
-        if task.length:
+        if task.command:
+            out = subprocess.run(task.command, capture_output=True, check=True, timeout=60)
+            audio = load_audio(io.BytesIO(out.stdout))
+        elif task.length:
             with open(task.path, "rb") as f:
                 f.seek(task.offset)
                 audio = load_audio(io.BytesIO(f.read(task.length)))

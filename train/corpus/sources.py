@@ -20,7 +20,8 @@ LANGUAGES = {
     "da": "Danish", "el": "Greek", "es": "Spanish", "fr": "French", "nl": "Dutch",
     "ro": "Romanian", "ru": "Russian", "lt": "Lithuanian", "it": "Italian",
 }
-SPEECH_CAP = {"tuxpaint-stamps-default": 250, "asterisk-core-sounds": 300, "hedgewars-data": 120}
+SPEECH_CAP = {"tuxpaint-stamps-default": 250, "asterisk-core-sounds": 300, "hedgewars-data": 120,
+              "espeak-ng": 240}
 
 
 def _keep(key: str, n: int, total: int) -> bool:
@@ -62,6 +63,48 @@ def tuxpaint_tasks(name: str, max_pieces: int) -> list[FileTask]:
         tasks.append(FileTask(path, f"clips/{name}/speech/{_stem(path)}", name, f"stamp:{stem}",
                               "speech", "speech",
                               {"speaker": "person", "language": LANGUAGES[lang], "text": text}, 1))
+    return tasks
+
+
+# espeak-ng voices for the "robotic voice" class: languages whose stamp descriptions are read
+# out, and voice variants (the variant is the source item, so val holds out whole voices).
+ESPEAK_LANGUAGES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian",
+                    "nl": "Dutch", "ru": "Russian", "pl": "Polish"}
+ESPEAK_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
+                   "croak", "klatt", "klatt2", "klatt3", "whisper", "robosoft", "Storm", "antonio", "UniRobot")
+
+
+def stamp_texts(path: str) -> dict[str, str]:
+    """A stamp's descriptions by language code: the first line is English, then `xx.utf8=text`."""
+    with open(path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    texts = {"en": lines[0]} if lines else {}
+    for line in lines[1:]:
+        code, _, text = line.partition(".utf8=")
+        if text and code in ESPEAK_LANGUAGES and code != "en":
+            texts[code] = text
+    return texts
+
+
+def espeak_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    """Tux Paint stamp descriptions read by espeak-ng in several languages and voice variants."""
+    paths = sorted(glob.glob("/usr/share/tuxpaint/stamps/**/*.txt", recursive=True))
+    tasks = []
+    for path in paths:
+        if not _keep(path, SPEECH_CAP[name], len(paths)):
+            continue
+        texts = stamp_texts(path)
+        h = int(hashlib.sha1(path.encode()).hexdigest()[:8], 16)
+        lang = sorted(texts)[h % len(texts)] if texts else None
+        if lang is None:
+            continue
+        variant = ESPEAK_VARIANTS[(h // 7) % len(ESPEAK_VARIANTS)]
+        voice = lang + (f"+{variant}" if variant else "")
+        tasks.append(FileTask(path, f"clips/{name}/{lang}_{_stem(path)}", name, f"voice:{variant or 'default'}",
+                              "robotic voice", "speech",
+                              {"speaker": "robotic voice", "language": ESPEAK_LANGUAGES[lang],
+                               "text": texts[lang] if lang == "en" else ""},
+                              1, command=("espeak-ng", "-v", voice, "--stdout", texts[lang])))
     return tasks
 
 
@@ -274,6 +317,9 @@ SOURCES = [
     Source("sound-theme-freedesktop", ("sound-theme-freedesktop",),
            "desktop sounds with an acoustic meaning (alarm clock, phone, shutter) and channel names",
            freedesktop_tasks),
+    Source("espeak-ng", ("espeak-ng", "tuxpaint-stamps-default"),
+           "speech synthesis: up to 240 Tux Paint stamp descriptions read in 8 languages and 22 voice variants",
+           espeak_tasks),
     Source("hydrogen-drumkits", ("hydrogen-drumkits", "hydrogen-drumkits-effects"),
            "drum-kit samples named in drumkit.xml (up to 3 velocity layers per instrument)", hydrogen_tasks),
     Source("sonic-pi-samples", ("sonic-pi-samples",), "samples whose name gives a clear label", sonic_pi_tasks),
