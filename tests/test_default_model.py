@@ -12,9 +12,10 @@ from clap_rt.checkpoints import DEFAULT_MODEL_DIR
 from clap_rt.zeroshot import Clap
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
-# Measured with the shipped model: 3 of 5 (hand clap, tambourine, tom drum; ride cymbal and wood
-# block are confused). A weaker model, or a broken frontend or checkpoint, names fewer.
-MIN_DEMO_HITS = 3
+# Measured with the shipped model: 4 of 5 (the wood block is called a tambourine; the ride cymbal,
+# the weakest hit, at probability 0.56). A weaker model, or a broken frontend or checkpoint,
+# names fewer.
+MIN_DEMO_HITS = 4
 
 
 @pytest.fixture(scope="module")

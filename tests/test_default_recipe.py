@@ -83,3 +83,18 @@ def test_clip_copies_change_speed_within_the_semitone_range():
         spectrum = np.abs(np.fft.rfft(copy))
         freq = np.argmax(spectrum) * 44100 / len(copy)
         assert abs(freq / 440 - ratio) < 0.01, f"pitch moved by {freq / 440:.4f}, length by {ratio:.4f}"
+
+
+def test_noisy_copies_hold_their_snr():
+    clip = tone(440, 1.0)
+    copies = recipe.clip_copies(clip, "clips/x.wav", 6, noise=1.0)
+    lo, hi = recipe.NOISE_SNR_DB
+    for copy in copies:
+        gain = float(copy @ clip / (clip @ clip))       # the level change, noise being uncorrelated
+        residual = copy - gain * clip
+        snr = 10 * np.log10(np.mean((gain * clip) ** 2) / np.mean(residual ** 2))
+        assert lo - 0.5 <= snr <= hi + 0.5, f"SNR {snr:.2f} dB outside {lo}..{hi}"
+    pink = recipe.coloured_noise(2 ** 16, 1.0, np.random.default_rng(0))
+    spec = np.abs(np.fft.rfft(pink)) ** 2
+    low, high = spec[100:200].mean(), spec[10000:20000].mean()     # ~100x apart in frequency
+    assert 30 < low / high < 300, f"pink noise power ratio {low / high:.1f} over a 100x frequency span"

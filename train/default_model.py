@@ -43,6 +43,9 @@ MIN_CLIPS = 5            # a held-out label needs this many clips to enter "test
 # recordings, and the audio tower's features depend on level: without copies at other levels
 # the projection learns "quiet" as part of "hi-hat".
 LEVEL_RANGE_DB = (-30.0, -1.0)
+# Noise in copies: the corpus is studio-clean, streams are not (without it the model scores
+# pink noise + hum at 6 dB SNR as background and misses every event of bench/stream.py).
+NOISE_SNR_DB = (0.0, 20.0)
 
 
 def base_model(pooling: str = "meanmax", level_ref_db: float | None = None) -> CLAP:
@@ -66,12 +69,22 @@ def clip_windows(audio: np.ndarray, window: int) -> np.ndarray:
     return wins[idx]
 
 
+def coloured_noise(n: int, slope: float, rng: np.random.Generator) -> np.ndarray:
+    """(n,) unit-RMS noise whose power falls as 1/f^slope (0: white, 1: pink, 2: brown)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    spec[1:] /= np.arange(1, len(spec)) ** (slope / 2)
+    spec[0] = 0
+    x = np.fft.irfft(spec, n)
+    return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
+
+
 def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0,
-                sample_rate: int = 44100) -> list[np.ndarray]:
+                sample_rate: int = 44100, noise: float = 0.0) -> list[np.ndarray]:
     """`copies` altered versions of a (T,) clip, drawn by a generator seeded with `key` (the
     same copies on every run): each played up to `semitones` faster or slower (pitch and
-    length change together, as a differently tuned drum or a tape at another speed would),
-    then its peak set to a level drawn from LEVEL_RANGE_DB (dBFS)."""
+    length change together, as a differently tuned drum or a tape at another speed would);
+    with probability `noise` mixed with coloured noise at NOISE_SNR_DB; then its peak set to a
+    level drawn from LEVEL_RANGE_DB (dBFS)."""
     rng = np.random.default_rng(int(hashlib.sha1(key.encode()).hexdigest()[:8], 16))
     out = []
     for _ in range(copies):
@@ -80,6 +93,15 @@ def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0
             import soxr
             speed = 2 ** (rng.uniform(-semitones, semitones) / 12)
             version = soxr.resample(audio, sample_rate * speed, sample_rate)
+        if noise and rng.random() < noise:
+            # SNR against the clip's loud part (frames within 20 dB of its peak frame), so a
+            # short hit padded with silence is not drowned by its own padding's share.
+            frames = version[: len(version) // 441 * 441].reshape(-1, 441)
+            power = np.mean(frames ** 2, axis=1) if len(frames) else np.array([np.mean(version ** 2)])
+            signal = np.mean(power[power >= power.max() / 100])
+            snr = rng.uniform(*NOISE_SNR_DB)
+            version = version + np.sqrt(signal / 10 ** (snr / 10)) * coloured_noise(
+                len(version), rng.uniform(0.0, 2.0), rng).astype(np.float32)
         peak_db = 20 * np.log10(max(float(np.abs(version).max()), 1e-6))
         out.append((version * 10 ** ((rng.uniform(*LEVEL_RANGE_DB) - peak_db) / 20)).astype(np.float32))
     return out
@@ -93,7 +115,8 @@ def _save_npz(path: Path, **arrays) -> None:
 
 
 def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blocks: int,
-                         shard: int = 256, copies: int = 0, semitones: float = 0.0) -> dict[str, np.ndarray]:
+                         shard: int = 256, copies: int = 0, semitones: float = 0.0,
+                         noise: float = 0.0) -> dict[str, np.ndarray]:
     """Per clip path, the frozen part of the audio tower on each window, in resumable shards:
     pooled outputs (W, out_dim) when every block is frozen, else the (W, C, T', F') maps
     after `frozen_blocks` blocks (float16). With `copies` > 0, the windows of that many
@@ -115,7 +138,8 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     cnn = model.config.audio.sfx_cnn
     tag = (cnn.pooling if all_frozen else f"block{frozen_blocks}") + (
         f"-level{cnn.level_ref_db:g}" if cnn.level_ref_db is not None else "") + (
-        f"-copies{copies}" if copies else "") + (f"-pitch{semitones:g}" if semitones else "")
+        f"-copies{copies}" if copies else "") + (f"-pitch{semitones:g}" if semitones else "") + (
+        f"-noise{noise:g}" if noise else "")
     out_dir = CACHE / f"audio-{tag}"
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
@@ -134,7 +158,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
             wins, owner = [], []
             for i, p in enumerate(chunk):
                 clip = load_audio(corpus / p, fe.sample_rate)
-                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate) if copies else [clip]):
+                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise) if copies else [clip]):
                     w = clip_windows(version, fe.clip_samples)
                     wins.append(w)
                     owner += [i] * len(w)
@@ -357,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="train also on N copies of each training clip at random levels (see LEVEL_RANGE_DB)")
     p.add_argument("--copy-semitones", type=float, default=0.0,
                    help="copies also play up to this many semitones faster or slower (default: 0)")
+    p.add_argument("--copy-noise", type=float, default=0.0,
+                   help="probability that a copy is mixed with coloured noise (see NOISE_SNR_DB; default: 0)")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -369,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
     # Copies of every clip that may be trained on (train, and val for --with-val).
     copies = cache_audio_features(args.corpus, split["train"] + split["val"], model, frozen,
-                                  copies=args.copies, semitones=args.copy_semitones) if args.copies else {}
+                                  copies=args.copies, semitones=args.copy_semitones,
+                                  noise=args.copy_noise) if args.copies else {}
     if args.stage == "features":
         return 0
     template = model.config.prompt_template
@@ -404,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
             "clips": {s: len(v) for s, v in split.items()},
             "text_layers_trained": args.text_layers, "audio_blocks_trained": args.audio_blocks,
             "copies": args.copies, "copy_level_range_db": list(LEVEL_RANGE_DB),
-            "copy_semitones": args.copy_semitones,
+            "copy_semitones": args.copy_semitones, "copy_noise": args.copy_noise,
+            "copy_noise_snr_db": list(NOISE_SNR_DB),
             "pooling": args.pooling,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
