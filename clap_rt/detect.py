@@ -11,7 +11,9 @@ gaps shorter than `debounce` seconds into one event.
 
 Event times, for a window covering [start, end) whose last `hop` seconds are new audio: an
 event that turns a window on began within that new audio, so its onset is `end - hop`; it
-ended before the first window that no longer sees it, so its offset is that window's start.
+ended before the first window that no longer sees it, so its offset is that window's start
+(or, for an event shorter than a window, the end of the hop it was first heard in, whichever
+is later: an offset never precedes its onset).
 Both are then within one hop of the truth for a detector that responds to any part of the window.
 """
 from __future__ import annotations
@@ -251,7 +253,11 @@ class EventDetector:
                     st.peak = max(st.peak, s)
             elif st.state == "on":
                 if s < off:
-                    st.state, st.offset, st.released_at = "releasing", w.start, w.end
+                    # An event shorter than a window can stop firing in a window that starts
+                    # before its onset; it was heard in the new audio after that onset, so it
+                    # lasted at least to the end of that hop.
+                    st.state, st.released_at = "releasing", w.end
+                    st.offset = max(w.start, st.onset + w.hop)
                 else:
                     st.peak = max(st.peak, s)
             elif st.state == "releasing":

@@ -40,11 +40,13 @@ def test_hysteresis_uses_separate_on_and_off_thresholds():
     det = EventDetector(["x"], Thresholds(default_on=0.6, default_off=0.3), DetectorConfig(smoothing="none"))
     # 0.5 after the start is below on but above off: the event continues until 0.2
     ev = run(det, [0.1, 0.7, 0.5, 0.4, 0.2, 0.5, 0.1])
-    assert [(e.kind, round(e.time, 3)) for e in ev] == [("start", 1.0), ("end", 0.4)], ev
+    # The first quiet window starts at 0.4 s, before the onset (1.0 s): the event is shorter than
+    # a window, so its offset is the end of the hop it was first heard in, never before its onset.
+    assert [(e.kind, round(e.time, 3)) for e in ev] == [("start", 1.0), ("end", 1.1)], ev
     end = ev[1]
-    assert (round(end.onset, 3), round(end.offset, 3), end.peak) == (1.0, 0.4, 0.7)
-    assert end.to_json() == {"event": "end", "label": "x", "time": 0.4, "score": 0.2, "onset": 1.0,
-                             "offset": 0.4, "peak": 0.7}
+    assert (round(end.onset, 3), round(end.offset, 3), end.peak) == (1.0, 1.1, 0.7)
+    assert end.to_json() == {"event": "end", "label": "x", "time": 1.1, "score": 0.2, "onset": 1.0,
+                             "offset": 1.1, "peak": 0.7}
 
 
 def test_min_duration_drops_short_blips_and_delays_start():
@@ -52,7 +54,8 @@ def test_min_duration_drops_short_blips_and_delays_start():
     det = EventDetector(["x"], Thresholds(default_on=0.5, default_off=0.4), cfg)
     scores = [0.1, 0.9, 0.9, 0.1] + [0.1] * 3 + [0.9] * 5 + [0.1]
     ev = run(det, scores)
-    assert [(e.kind, round(e.time, 2)) for e in ev] == [("start", 1.6), ("end", 1.2)], ev
+    # the first quiet window starts at 1.2 s, before the onset: offset = end of the onset hop
+    assert [(e.kind, round(e.time, 2)) for e in ev] == [("start", 1.6), ("end", 1.7)], ev
     start = ev[0]
     # reported once 0.25 s have passed since the onset (end of window 9 = 1.9 s)
     assert round(start.decided_at, 2) == 1.9, start
@@ -74,8 +77,9 @@ def test_median_smoothing_removes_single_window_spikes_and_keeps_times():
     assert run(EventDetector(["x"], th, DetectorConfig(smoothing="median", smooth_windows=3)), spikes) == []
     ev = run(EventDetector(["x"], th, DetectorConfig(smoothing="median", smooth_windows=3)),
              [0.1] * 5 + [0.9] * 4 + [0.1] * 5)
-    # centred median: same onset/offset as unsmoothed, for a clean step
-    assert [(e.kind, round(e.time, 2)) for e in ev] == [("start", 1.4), ("end", 0.9)], ev
+    # centred median: same onset/offset as unsmoothed, for a clean step (the quiet window starts
+    # at 0.9 s, before the onset, so the offset is the end of the onset hop)
+    assert [(e.kind, round(e.time, 2)) for e in ev] == [("start", 1.4), ("end", 1.5)], ev
 
 
 def test_ema_smoothing_lags():
