@@ -33,6 +33,7 @@ from clap_rt.model import CLAP
 from clap_rt.tokenizer import TextTokenizer
 from clap_rt.checkpoints import pretrained_tokenizer_dir
 from train.corpus import load_manifest
+from train.corpus.audio import frame_db
 from train.pretrained import AISFX_ATTRIBUTION, load_aisfx_state
 
 CACHE = Path(os.environ.get("CLAP_RT_CACHE", Path.home() / ".cache" / "clap_rt")) / "default_model"
@@ -94,11 +95,10 @@ def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0
             speed = 2 ** (rng.uniform(-semitones, semitones) / 12)
             version = soxr.resample(audio, sample_rate * speed, sample_rate)
         if noise and rng.random() < noise:
-            # SNR against the clip's loud part (frames within 20 dB of its peak frame), so a
-            # short hit padded with silence is not drowned by its own padding's share.
-            frames = version[: len(version) // 441 * 441].reshape(-1, 441)
-            power = np.mean(frames ** 2, axis=1) if len(frames) else np.array([np.mean(version ** 2)])
-            signal = np.mean(power[power >= power.max() / 100])
+            # SNR against the clip's loud part (10 ms frames within 20 dB of its peak frame), so
+            # a short hit padded with silence is not drowned by its own padding's share.
+            db = frame_db(version)
+            signal = np.mean(10 ** (db[db >= db.max() - 20] / 10)) if len(db) else np.mean(version ** 2)
             snr = rng.uniform(*NOISE_SNR_DB)
             version = version + np.sqrt(signal / 10 ** (snr / 10)) * coloured_noise(
                 len(version), rng.uniform(0.0, 2.0), rng).astype(np.float32)
@@ -136,11 +136,10 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
         return tower.pool(x).numpy() if all_frozen else x.half().numpy()
 
     cnn = model.config.audio.sfx_cnn
-    tag = (cnn.pooling if all_frozen else f"block{frozen_blocks}") + (
-        f"-level{cnn.level_ref_db:g}" if cnn.level_ref_db is not None else "") + (
-        f"-copies{copies}" if copies else "") + (f"-pitch{semitones:g}" if semitones else "") + (
-        f"-noise{noise:g}" if noise else "")
-    out_dir = CACHE / f"audio-{tag}"
+    parts = [cnn.pooling if all_frozen else f"block{frozen_blocks}"]
+    parts += [f"level{cnn.level_ref_db:g}"] if cnn.level_ref_db is not None else []
+    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise)) if value]
+    out_dir = CACHE / ("audio-" + "-".join(parts))
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
     for r in rows:
@@ -344,16 +343,16 @@ def fit(proj: Projector, rows: list[dict], audio: dict, template: str, steps: in
         opt.step()
         sched.step()
         clamp_logit_scale_(proj.logit_scale, math.log(100))
-        if (step % log_every == 0 or step == steps) and not val_rows:
-            history.append({"step": step, "loss": loss.item()})
-            print(f"step {step} loss {loss.item():.3f}", file=sys.stderr, flush=True)
-        elif step % log_every == 0 or step == steps:
-            val = evaluate(proj, val_rows, audio, template)
-            history.append({"step": step, "loss": loss.item(), **{k: val[k] for k in ("top1", "t2a_R@10")}})
-            print(f"step {step} loss {loss.item():.3f} val top1 {val['top1']:.3f} "
-                  f"R@10 {val['t2a_R@10']:.3f}", file=sys.stderr, flush=True)
-            if val["top1"] > best:
-                best, best_state = val["top1"], {k: v.clone() for k, v in proj.state_dict().items()}
+        if step % log_every == 0 or step == steps:
+            entry, line = {"step": step, "loss": loss.item()}, f"step {step} loss {loss.item():.3f}"
+            if val_rows:
+                val = evaluate(proj, val_rows, audio, template)
+                entry.update({k: val[k] for k in ("top1", "t2a_R@10")})
+                line += f" val top1 {val['top1']:.3f} R@10 {val['t2a_R@10']:.3f}"
+                if val["top1"] > best:
+                    best, best_state = val["top1"], {k: v.clone() for k, v in proj.state_dict().items()}
+            history.append(entry)
+            print(line, file=sys.stderr, flush=True)
     if best_state is not None:       # without validation rows the last state is kept
         proj.load_state_dict(best_state)
     return {"best_val_top1": best if val_rows else None, "history": history}
@@ -394,9 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     audio = cache_audio_features(args.corpus, rows, model, frozen)
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
     # Copies of every clip that may be trained on (train, and val for --with-val).
-    copies = cache_audio_features(args.corpus, split["train"] + split["val"], model, frozen,
-                                  copies=args.copies, semitones=args.copy_semitones,
-                                  noise=args.copy_noise) if args.copies else {}
+    copy_feats = cache_audio_features(args.corpus, split["train"] + split["val"], model, frozen,
+                                      copies=args.copies, semitones=args.copy_semitones,
+                                      noise=args.copy_noise) if args.copies else {}
     if args.stage == "features":
         return 0
     template = model.config.prompt_template
@@ -413,8 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     check_text_path(proj, model, tokenizer, sorted(texts)[:8])
     train_rows = split["train"] + (split["val"] if args.with_val else [])
     train_audio = dict(audio)           # evaluation rows keep their original windows only
-    if copies:
-        train_audio.update({r["path"]: np.concatenate([audio[r["path"]], copies[r["path"]]]) for r in train_rows})
+    if copy_feats:
+        train_audio.update({r["path"]: np.concatenate([audio[r["path"]], copy_feats[r["path"]]]) for r in train_rows})
     train_log = fit(proj, train_rows, train_audio, template, args.steps, args.batch, args.lr,
                     args.seed, [] if args.with_val else split["val"], weight_decay=args.weight_decay)
     # "test_common": the held-out labels with at least MIN_CLIPS clips, so that each class

@@ -33,7 +33,7 @@ def load_audio(path: str) -> np.ndarray:
     return to_mono_44k(audio, sr)
 
 
-def _frame_db(audio: np.ndarray) -> np.ndarray:
+def frame_db(audio: np.ndarray) -> np.ndarray:
     """(T,) -> (T // 10 ms,) RMS level of each 10 ms frame in dBFS."""
     n = len(audio) // _FRAME
     frames = audio[: n * _FRAME].reshape(n, _FRAME)
@@ -44,7 +44,7 @@ def trim(audio: np.ndarray) -> np.ndarray | None:
     """Cut leading/trailing silence (20 ms kept either side); None when the audio is near-silent."""
     if len(audio) < _FRAME:
         return None
-    db = _frame_db(audio)
+    db = frame_db(audio)
     peak = db.max()
     if peak < _SILENT_DBFS:
         return None

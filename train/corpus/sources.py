@@ -59,7 +59,7 @@ def tuxpaint_tasks(name: str, max_pieces: int) -> list[FileTask]:
         if not _keep(path, SPEECH_CAP[name], len(descs)):
             continue
         # only English text goes into a caption: the text encoder reads English
-        text = "" if lang else _english_text(os.path.join(os.path.dirname(path), f"{stem}.txt"))
+        text = "" if lang else stamp_texts(os.path.join(os.path.dirname(path), f"{stem}.txt")).get("en", "")
         tasks.append(FileTask(path, f"clips/{name}/speech/{_stem(path)}", name, f"stamp:{stem}",
                               "speech", "speech",
                               {"speaker": "person", "language": LANGUAGES[lang], "text": text}, 1))
@@ -75,9 +75,13 @@ ESPEAK_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3
 
 
 def stamp_texts(path: str) -> dict[str, str]:
-    """A stamp's descriptions by language code: the first line is English, then `xx.utf8=text`."""
-    with open(path, encoding="utf-8") as f:
-        lines = [line.strip() for line in f if line.strip()]
+    """A stamp's descriptions by language code: the first line is English, then `xx.utf8=text`
+    ({} when the file is missing)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return {}
     texts = {"en": lines[0]} if lines else {}
     for line in lines[1:]:
         code, _, text = line.partition(".utf8=")
@@ -94,10 +98,10 @@ def espeak_tasks(name: str, max_pieces: int) -> list[FileTask]:
         if not _keep(path, SPEECH_CAP[name], len(paths)):
             continue
         texts = stamp_texts(path)
-        h = int(hashlib.sha1(path.encode()).hexdigest()[:8], 16)
-        lang = sorted(texts)[h % len(texts)] if texts else None
-        if lang is None:
+        if not texts:
             continue
+        h = int(hashlib.sha1(path.encode()).hexdigest()[:8], 16)
+        lang = sorted(texts)[h % len(texts)]
         variant = ESPEAK_VARIANTS[(h // 7) % len(ESPEAK_VARIANTS)]
         voice = lang + (f"+{variant}" if variant else "")
         tasks.append(FileTask(path, f"clips/{name}/{lang}_{_stem(path)}", name, f"voice:{variant or 'default'}",
@@ -107,14 +111,6 @@ def espeak_tasks(name: str, max_pieces: int) -> list[FileTask]:
                               1, command=("espeak-ng", "-v", voice, "--stdout", texts[lang])))
     return tasks
 
-
-def _english_text(path: str) -> str:
-    """The English description of a stamp: the first line of its .txt file ("" if none)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.readline().strip()
-    except OSError:
-        return ""
 
 
 def asterisk_tasks(name: str, max_pieces: int) -> list[FileTask]:
