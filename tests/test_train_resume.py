@@ -49,8 +49,10 @@ def test_resume_after_kill_continues_with_same_losses(tmp_path):
     ckpt = a_dir / "checkpoints" / "step-00000003"
     assert (ckpt / "optimizer.safetensors").exists() and (ckpt / "trainer.json").exists()
     got = _run_until(toy_args(paths, b_dir, *common, "--resume", str(ckpt)), b_dir / "train_log.csv", 5)
-    assert sorted(got) == [4, 5], f"resumed run logged steps {sorted(got)}, expected [4, 5]"
-    for step in (4, 5):
+    # The kill lands a few milliseconds after step 5 is logged: a fast step may log 6 as well.
+    assert sorted(got) == list(range(4, max(got) + 1)) and max(got) >= 5, \
+        f"resumed run logged steps {sorted(got)}, expected 4, 5, ..."
+    for step in sorted(set(got) & set(ref)):
         diff = abs(got[step] - ref[step])
         print(f"step {step}: uninterrupted {ref[step]:.7f}, resumed {got[step]:.7f}, diff {diff:.2e}")
         assert diff <= 1e-6 * abs(ref[step]), (f"step {step}: resumed loss {got[step]:.7f} vs uninterrupted "
