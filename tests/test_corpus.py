@@ -219,7 +219,7 @@ def test_a_task_can_take_its_recording_from_a_program(tmp_path):
     assert row["caption"].startswith("a robotic voice")
 
 
-def teststamp_texts_by_language(tmp_path):
+def test_stamp_texts_by_language(tmp_path):
     f = tmp_path / "frog.txt"
     f.write_text("A frog.\nde.utf8=Ein Frosch.\nxx.utf8=Unknown.\nfr.utf8=Une grenouille.\n", encoding="utf-8")
     assert stamp_texts(str(f)) == {"en": "A frog.", "de": "Ein Frosch.", "fr": "Une grenouille."}

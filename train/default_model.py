@@ -34,6 +34,7 @@ from clap_rt.tokenizer import TextTokenizer
 from clap_rt.checkpoints import pretrained_tokenizer_dir
 from train.corpus import load_manifest
 from train.corpus.audio import frame_db
+from train.corpus.manifest import key_hash
 from train.pretrained import AISFX_ATTRIBUTION, load_aisfx_state
 
 CACHE = Path(os.environ.get("CLAP_RT_CACHE", Path.home() / ".cache" / "clap_rt")) / "default_model"
@@ -86,7 +87,7 @@ def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0
     length change together, as a differently tuned drum or a tape at another speed would);
     with probability `noise` mixed with coloured noise at NOISE_SNR_DB; then its peak set to a
     level drawn from LEVEL_RANGE_DB (dBFS)."""
-    rng = np.random.default_rng(int(hashlib.sha1(key.encode()).hexdigest()[:8], 16))
+    rng = np.random.default_rng(key_hash(key))
     out = []
     for _ in range(copies):
         version = audio

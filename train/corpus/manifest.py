@@ -59,12 +59,17 @@ def write_manifest(path: str, rows: list[dict]) -> None:
     write_jsonl_atomic(path, rows)
 
 
+def key_hash(key: str) -> int:
+    """A 32-bit hash of `key`, the same on every run and machine (unlike `hash`)."""
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)
+
+
 def item_split(source: str, item: str, heldout: set[str]) -> str:
     """Split of every clip of (source, item): "test" for held-out sources, else a stable ~10%
     of items (by hash of the item id, so a GM program is in val for every soundfont) in "val"."""
     if source in heldout:
         return "test"
-    bucket = int(hashlib.sha1(item.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    bucket = key_hash(item) / 0xFFFFFFFF
     return "val" if bucket < VAL_FRACTION else "train"
 
 

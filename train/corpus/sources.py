@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import re
 import struct
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .clips import FileTask
+from .manifest import key_hash
 from .labels import (ANIMAL_ACTIONS, DRUM_PATTERNS, HEDGEWARS_EVENTS, OPENTTD_EVENTS,
                      SONIC_PI_ACTIONS, SONIC_PI_PATTERNS, SUPERTUX_EVENTS, FREEDESKTOP_EVENTS, SCORCHED3D_EVENTS, GCOMPRIS_EVENTS, TUXPAINT_EVENTS,
                      TUXPAINT_RENAME, match_label)
@@ -26,7 +26,7 @@ SPEECH_CAP = {"tuxpaint-stamps-default": 250, "asterisk-core-sounds": 300, "hedg
 
 def _keep(key: str, n: int, total: int) -> bool:
     """Deterministic ~n/total subsample by hash of `key` (caps speech without bias to one folder)."""
-    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < n / max(total, 1)
+    return key_hash(key) / 0xFFFFFFFF < n / max(total, 1)
 
 
 def _stem(path: str) -> str:
@@ -100,7 +100,7 @@ def espeak_tasks(name: str, max_pieces: int) -> list[FileTask]:
         texts = stamp_texts(path)
         if not texts:
             continue
-        h = int(hashlib.sha1(path.encode()).hexdigest()[:8], 16)
+        h = key_hash(path)
         lang = sorted(texts)[h % len(texts)]
         variant = ESPEAK_VARIANTS[(h // 7) % len(ESPEAK_VARIANTS)]
         voice = lang + (f"+{variant}" if variant else "")
@@ -110,7 +110,6 @@ def espeak_tasks(name: str, max_pieces: int) -> list[FileTask]:
                                "text": texts[lang] if lang == "en" else ""},
                               1, command=("espeak-ng", "-v", voice, "--stdout", texts[lang])))
     return tasks
-
 
 
 def asterisk_tasks(name: str, max_pieces: int) -> list[FileTask]:
