@@ -40,18 +40,24 @@ def make_corpus(root, rng):
 
 def test_recipe_trains_projections_and_last_text_layer(tmp_path, monkeypatch):
     monkeypatch.setattr(recipe, "CACHE", tmp_path / "cache")
-    torch.manual_seed(0)
     make_corpus(tmp_path, np.random.default_rng(0))
     out = tmp_path / "model"
     # --text-layers 1 runs the cached-state text path, which main() checks against the full
     # text tower (cosine >= 0.9999) before training.
-    rc = recipe.main(["fit", str(tmp_path), "-o", str(out), "--steps", "60", "--batch", "3",
-                      "--text-layers", "1", "--threads", "2", "--copies", "2", "--copy-semitones", "2"])
-    assert rc == 0
+    args = ["fit", str(tmp_path), "--steps", "60", "--batch", "3", "--text-layers", "1",
+            "--threads", "2", "--copies", "2", "--copy-semitones", "2", "--copy-eq", "6"]
+    torch.manual_seed(123)                  # the recipe's --seed alone must fix the run
+    assert recipe.main(args + ["-o", str(out)]) == 0
+    torch.manual_seed(456)
+    assert recipe.main(args + ["-o", str(tmp_path / "again")]) == 0
+    from safetensors.torch import load_file
+    first, again = load_file(out / "model.safetensors"), load_file(tmp_path / "again" / "model.safetensors")
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first), "same --seed, different weights"
     model, _ = load_model(out)
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["text_layers_trained"] == 1 and meta["pooling"] == "meanmax" and meta["copies"] == 2
-    assert len(list((tmp_path / "cache" / "audio-meanmax-copies2-pitch2").glob("*.npz"))) == 2, \
+    assert len(list((tmp_path / "cache" / "audio-meanmax-copies2-pitch2-eq6").glob("*.npz"))) == 2, \
         "copies are cached per source (synth-train, synth-val), apart from the plain features"
     test = meta["scores"]["test"]
     assert test["labels"] == 3 and test["clips"] == 6
@@ -98,3 +104,17 @@ def test_noisy_copies_hold_their_snr():
     spec = np.abs(np.fft.rfft(pink)) ** 2
     low, high = spec[100:200].mean(), spec[10000:20000].mean()     # ~100x apart in frequency
     assert 30 < low / high < 300, f"pink noise power ratio {low / high:.1f} over a 100x frequency span"
+
+
+def test_random_eq_applies_the_drawn_gain_at_each_anchor():
+    sr, seconds = 44100, 1.0
+    anchors = recipe.EQ_ANCHORS_HZ
+    clip = sum(tone(f, seconds) for f in anchors)         # one partial on each anchor
+    out = recipe.random_eq(clip, 9.0, np.random.default_rng(7), sr)
+    gains = np.random.default_rng(7).uniform(-9.0, 9.0, len(anchors))
+    spec_in, spec_out = np.abs(np.fft.rfft(clip)), np.abs(np.fft.rfft(out))
+    for f, g in zip(anchors, gains):
+        k = int(round(f * seconds))                       # 1 Hz bins: each partial on a bin
+        measured = 20 * np.log10(spec_out[k] / spec_in[k])
+        assert abs(measured - g) < 0.05, f"{f:g} Hz: gain {measured:.2f} dB, drawn {g:.2f} dB"
+    assert np.allclose(recipe.random_eq(clip, 0.0, np.random.default_rng(7), sr), clip, atol=1e-6)

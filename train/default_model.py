@@ -48,10 +48,17 @@ LEVEL_RANGE_DB = (-30.0, -1.0)
 # Noise in copies: the corpus is studio-clean, streams are not (without it the model scores
 # pink noise + hum at 6 dB SNR as background and misses every event of bench/stream.py).
 NOISE_SNR_DB = (0.0, 20.0)
+# Equaliser in copies: anchor frequencies (Hz) of a random gain curve, linear in dB between
+# them on a log-frequency axis. Each soundfont and drum kit has its own spectral balance (a
+# crash's share of energy in 5-8 kHz differs by 6-10 dB between sources), which the projection
+# should not read as the instrument.
+EQ_ANCHORS_HZ = (60.0, 250.0, 1000.0, 4000.0, 16000.0)
 
 
-def base_model(pooling: str = "meanmax", level_ref_db: float | None = None) -> CLAP:
-    """The default architecture with pretrained aisfx audio weights and MiniLM text weights."""
+def base_model(pooling: str = "meanmax", level_ref_db: float | None = None, seed: int = 0) -> CLAP:
+    """The default architecture with pretrained aisfx audio weights and MiniLM text weights;
+    the fresh projections are drawn from `seed` (the same seed, the same start)."""
+    torch.manual_seed(seed)
     cfg = small_default()
     cfg.audio.sfx_cnn.pooling = pooling
     cfg.audio.sfx_cnn.level_ref_db = level_ref_db
@@ -80,13 +87,23 @@ def coloured_noise(n: int, slope: float, rng: np.random.Generator) -> np.ndarray
     return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
 
 
+def random_eq(audio: np.ndarray, max_db: float, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """(T,) clip through a random equaliser: a gain of up to +-`max_db` dB drawn at each of
+    EQ_ANCHORS_HZ, interpolated linearly in dB over log frequency (held flat beyond the ends)."""
+    spec = np.fft.rfft(audio)
+    freqs = np.fft.rfftfreq(len(audio), 1 / sample_rate)
+    gains = rng.uniform(-max_db, max_db, len(EQ_ANCHORS_HZ))
+    curve = np.interp(np.log(np.maximum(freqs, 1.0)), np.log(EQ_ANCHORS_HZ), gains)
+    return np.fft.irfft(spec * 10 ** (curve / 20), len(audio)).astype(np.float32)
+
+
 def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0,
-                sample_rate: int = 44100, noise: float = 0.0) -> list[np.ndarray]:
+                sample_rate: int = 44100, noise: float = 0.0, eq_db: float = 0.0) -> list[np.ndarray]:
     """`copies` altered versions of a (T,) clip, drawn by a generator seeded with `key` (the
     same copies on every run): each played up to `semitones` faster or slower (pitch and
     length change together, as a differently tuned drum or a tape at another speed would);
-    with probability `noise` mixed with coloured noise at NOISE_SNR_DB; then its peak set to a
-    level drawn from LEVEL_RANGE_DB (dBFS)."""
+    through a `random_eq` of up to +-`eq_db` dB; with probability `noise` mixed with coloured
+    noise at NOISE_SNR_DB; then its peak set to a level drawn from LEVEL_RANGE_DB (dBFS)."""
     rng = np.random.default_rng(key_hash(key))
     out = []
     for _ in range(copies):
@@ -95,6 +112,8 @@ def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0
             import soxr
             speed = 2 ** (rng.uniform(-semitones, semitones) / 12)
             version = soxr.resample(audio, sample_rate * speed, sample_rate)
+        if eq_db:
+            version = random_eq(version, eq_db, rng, sample_rate)
         if noise and rng.random() < noise:
             # SNR against the clip's loud part (10 ms frames within 20 dB of its peak frame), so
             # a short hit padded with silence is not drowned by its own padding's share.
@@ -117,7 +136,7 @@ def _save_npz(path: Path, **arrays) -> None:
 
 def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blocks: int,
                          shard: int = 256, copies: int = 0, semitones: float = 0.0,
-                         noise: float = 0.0) -> dict[str, np.ndarray]:
+                         noise: float = 0.0, eq_db: float = 0.0) -> dict[str, np.ndarray]:
     """Per clip path, the frozen part of the audio tower on each window, in resumable shards:
     pooled outputs (W, out_dim) when every block is frozen, else the (W, C, T', F') maps
     after `frozen_blocks` blocks (float16). With `copies` > 0, the windows of that many
@@ -139,7 +158,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     cnn = model.config.audio.sfx_cnn
     parts = [cnn.pooling if all_frozen else f"block{frozen_blocks}"]
     parts += [f"level{cnn.level_ref_db:g}"] if cnn.level_ref_db is not None else []
-    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise)) if value]
+    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db)) if value]
     out_dir = CACHE / ("audio-" + "-".join(parts))
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
@@ -158,7 +177,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
             wins, owner = [], []
             for i, p in enumerate(chunk):
                 clip = load_audio(corpus / p, fe.sample_rate)
-                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise) if copies else [clip]):
+                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise, eq_db) if copies else [clip]):
                     w = clip_windows(version, fe.clip_samples)
                     wins.append(w)
                     owner += [i] * len(w)
@@ -383,12 +402,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="copies also play up to this many semitones faster or slower (default: 0)")
     p.add_argument("--copy-noise", type=float, default=0.0,
                    help="probability that a copy is mixed with coloured noise (see NOISE_SNR_DB; default: 0)")
+    p.add_argument("--copy-eq", type=float, default=0.0,
+                   help="copies pass through a random equaliser of up to +-DB dB (see EQ_ANCHORS_HZ; default: 0)")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     rows = load_manifest(str(args.corpus / "manifest.jsonl"))
-    model = base_model(args.pooling, args.level_ref_db)
+    model = base_model(args.pooling, args.level_ref_db, args.seed)
     tokenizer = TextTokenizer.from_dir(pretrained_tokenizer_dir(model.config), model.config.text)
     frozen = len(model.audio.blocks) - args.audio_blocks
     audio = cache_audio_features(args.corpus, rows, model, frozen)
@@ -396,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     # Copies of every clip that may be trained on (train, and val for --with-val).
     copy_feats = cache_audio_features(args.corpus, split["train"] + split["val"], model, frozen,
                                       copies=args.copies, semitones=args.copy_semitones,
-                                      noise=args.copy_noise) if args.copies else {}
+                                      noise=args.copy_noise, eq_db=args.copy_eq) if args.copies else {}
     if args.stage == "features":
         return 0
     template = model.config.prompt_template
@@ -432,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             "text_layers_trained": args.text_layers, "audio_blocks_trained": args.audio_blocks,
             "copies": args.copies, "copy_level_range_db": list(LEVEL_RANGE_DB),
             "copy_semitones": args.copy_semitones, "copy_noise": args.copy_noise,
-            "copy_noise_snr_db": list(NOISE_SNR_DB),
+            "copy_noise_snr_db": list(NOISE_SNR_DB), "copy_eq_db": args.copy_eq,
             "pooling": args.pooling,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
