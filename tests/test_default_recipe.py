@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -33,8 +34,10 @@ def make_corpus(root, rng):
                 path = f"clips/{label.replace(' ', '_')}_{split}_{i}.wav"
                 (root / "clips").mkdir(exist_ok=True)
                 sf.write(root / path, x, 44100)
+                # Two training sources, so that one can be left out for --val-source.
+                source = f"synth-{split}" + ("-b" if split == "train" and i % 2 else "")
                 rows.append({"path": path, "caption": caps[i % 3], "captions": caps, "label": label,
-                             "source": f"synth-{split}", "item": f"{label}-{split}-{i}", "split": split})
+                             "source": source, "item": f"{label}-{split}-{i}", "split": split})
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -57,8 +60,8 @@ def test_recipe_trains_projections_and_last_text_layer(tmp_path, monkeypatch):
     model, _ = load_model(out)
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["text_layers_trained"] == 1 and meta["pooling"] == "meanmax" and meta["copies"] == 2
-    assert len(list((tmp_path / "cache" / "audio-meanmax-copies2-pitch2-eq6").glob("*.npz"))) == 2, \
-        "copies are cached per source (synth-train, synth-val), apart from the plain features"
+    assert len(list((tmp_path / "cache" / "audio-meanmax-copies2-pitch2-eq6").glob("*.npz"))) == 3, \
+        "copies are cached per source (synth-train, synth-train-b, synth-val), apart from the plain features"
     test = meta["scores"]["test"]
     assert test["labels"] == 3 and test["clips"] == 6
     assert test["top1"] >= 5 / 6, f"held-out synthetic top-1 {test['top1']:.3f}"
@@ -67,6 +70,23 @@ def test_recipe_trains_projections_and_last_text_layer(tmp_path, monkeypatch):
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         text_keys = [k for k in f.keys() if k.startswith("text.body.")]
     assert text_keys and all(k.startswith("text.body.encoder.layer.5.") for k in text_keys), text_keys[:3]
+
+
+def test_val_source_is_left_out_of_training_and_scored(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(recipe, "CACHE", tmp_path / "cache")
+    make_corpus(tmp_path, np.random.default_rng(0))
+    out = tmp_path / "model"
+    assert recipe.main(["fit", str(tmp_path), "-o", str(out), "--steps", "40", "--batch", "3",
+                        "--threads", "2", "--val-source", "synth-train-b"]) == 0
+    meta = json.loads((out / "config.json").read_text())["meta"]
+    assert meta["val_source"] == "synth-train-b"
+    assert meta["clips"]["train"] == 6 and meta["clips"]["val"] == 6, meta["clips"]
+    assert meta["scores"]["val"]["clips"] == 6 and meta["scores"]["val"]["labels"] == 3
+    with pytest.raises(SystemExit) as exit_:
+        recipe.main(["fit", str(tmp_path), "--val-source", "synth-nope"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "--val-source: no training clips from 'synth-nope'; expected one of synth-train, synth-train-b")
 
 
 def test_clip_copies_are_reproducible_and_in_range():
