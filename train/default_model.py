@@ -3,12 +3,12 @@
     python -m train.default_model features  CORPUS_DIR      # cache tower outputs (resumable)
     python -m train.default_model fit       CORPUS_DIR -o clap_rt/models/default
 
-The audio tower is the pretrained aisfx CNN, the text tower the pretrained MiniLM. Both are
-frozen in the shipped model: their pooled outputs are computed once per clip window / caption
-and cached (outside the repo), and only the two projections and the temperature are trained,
-which takes minutes instead of the days a full fine-tune would take on this CPU. With
-`--text-layers N` the last N MiniLM layers are trained too (on cached token states of the
-layers below), to measure a trained text tower against the frozen one.
+The audio tower is the pretrained aisfx CNN, the text tower the pretrained MiniLM. Their frozen
+parts run once per clip window / caption and are cached (outside the repo): the CNN's pooled
+outputs, and the MiniLM token states below the `--text-layers N` trained last layers (2 in the
+shipped model, 0 to measure a frozen text tower). What is trained is those layers, the two
+projections and the temperature: minutes instead of the days a full fine-tune would take on
+this CPU. The exact command of the shipped model is in the README's model card.
 """
 from __future__ import annotations
 
