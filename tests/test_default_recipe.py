@@ -48,7 +48,8 @@ def test_recipe_trains_projections_and_last_text_layer(tmp_path, monkeypatch):
     # --text-layers 1 runs the cached-state text path, which main() checks against the full
     # text tower (cosine >= 0.9999) before training.
     args = ["fit", str(tmp_path), "--steps", "60", "--batch", "3", "--text-layers", "1",
-            "--threads", "2", "--copies", "2", "--copy-semitones", "2", "--copy-eq", "6"]
+            "--threads", "2", "--copies", "2", "--copy-semitones", "2", "--copy-eq", "6",
+            "--copy-mix", "0.5"]
     torch.manual_seed(123)                  # the recipe's --seed alone must fix the run
     assert recipe.main(args + ["-o", str(out)]) == 0
     torch.manual_seed(456)
@@ -60,7 +61,7 @@ def test_recipe_trains_projections_and_last_text_layer(tmp_path, monkeypatch):
     model, _ = load_model(out)
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["text_layers_trained"] == 1 and meta["pooling"] == "meanmax" and meta["copies"] == 2
-    assert len(list((tmp_path / "cache" / "audio-meanmax-copies2-pitch2-eq6").glob("*.npz"))) == 3, \
+    assert len(list((tmp_path / "cache" / "audio-meanmax-copies2-pitch2-eq6-mix0.5").glob("*.npz"))) == 3, \
         "copies are cached per source (synth-train, synth-train-b, synth-val), apart from the plain features"
     test = meta["scores"]["test"]
     assert test["labels"] == 3 and test["clips"] == 6
@@ -138,3 +139,15 @@ def test_random_eq_applies_the_drawn_gain_at_each_anchor():
         measured = 20 * np.log10(spec_out[k] / spec_in[k])
         assert abs(measured - g) < 0.05, f"{f:g} Hz: gain {measured:.2f} dB, drawn {g:.2f} dB"
     assert np.allclose(recipe.random_eq(clip, 0.0, np.random.default_rng(7), sr), clip, atol=1e-6)
+
+
+def test_mixed_copies_add_a_partner_clip_at_most_6_db_under():
+    clip, other = tone(440, 1.0), tone(660, 1.5)
+    copies = recipe.clip_copies(clip, "clips/x.wav", 4, mix=1.0, partner=lambda rng: other)
+    basis = np.stack([np.pad(clip, (0, len(other) - len(clip))), other], axis=1)     # (T, 2)
+    for copy in copies:
+        assert len(copy) == len(other), "a mix lasts as long as the longer clip"
+        (a, b), *_ = np.linalg.lstsq(basis, copy, rcond=None)
+        assert np.allclose(basis @ [a, b], copy, atol=1e-5), "not a sum of the two clips"
+        assert -6.01 <= 20 * np.log10(b / a) <= 0.01, f"partner at {20 * np.log10(b / a):.2f} dB"
+    assert recipe.clip_copies(clip, "clips/x.wav", 2, mix=1.0, partner=None)[0].shape == clip.shape

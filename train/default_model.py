@@ -98,16 +98,25 @@ def random_eq(audio: np.ndarray, max_db: float, rng: np.random.Generator, sample
 
 
 def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0,
-                sample_rate: int = 44100, noise: float = 0.0, eq_db: float = 0.0) -> list[np.ndarray]:
+                sample_rate: int = 44100, noise: float = 0.0, eq_db: float = 0.0,
+                mix: float = 0.0, partner=None) -> list[np.ndarray]:
     """`copies` altered versions of a (T,) clip, drawn by a generator seeded with `key` (the
     same copies on every run): each played up to `semitones` faster or slower (pitch and
     length change together, as a differently tuned drum or a tape at another speed would);
     through a `random_eq` of up to +-`eq_db` dB; with probability `noise` mixed with coloured
-    noise at NOISE_SNR_DB; then its peak set to a level drawn from LEVEL_RANGE_DB (dBFS)."""
+    noise at NOISE_SNR_DB; then its peak set to a level drawn from LEVEL_RANGE_DB (dBFS).
+    First of all, with probability `mix`, the clip is summed with `partner(rng)`, another clip
+    of its label (a new sound of the class: two crash cymbals struck together are a crash),
+    that one 0-6 dB quieter; without a partner no copy is mixed."""
     rng = np.random.default_rng(key_hash(key))
     out = []
     for _ in range(copies):
         version = audio
+        if mix and partner is not None and rng.random() < mix:
+            other = partner(rng)
+            n = max(len(audio), len(other))
+            gain = 10 ** (rng.uniform(-6.0, 0.0) / 20)
+            version = np.pad(audio, (0, n - len(audio))) + gain * np.pad(other, (0, n - len(other)))
         if semitones:
             import soxr
             speed = 2 ** (rng.uniform(-semitones, semitones) / 12)
@@ -136,7 +145,7 @@ def _save_npz(path: Path, **arrays) -> None:
 
 def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blocks: int,
                          shard: int = 256, copies: int = 0, semitones: float = 0.0,
-                         noise: float = 0.0, eq_db: float = 0.0) -> dict[str, np.ndarray]:
+                         noise: float = 0.0, eq_db: float = 0.0, mix: float = 0.0) -> dict[str, np.ndarray]:
     """Per clip path, the frozen part of the audio tower on each window, in resumable shards:
     pooled outputs (W, out_dim) when every block is frozen, else the (W, C, T', F') maps
     after `frozen_blocks` blocks (float16). With `copies` > 0, the windows of that many
@@ -158,12 +167,26 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     cnn = model.config.audio.sfx_cnn
     parts = [cnn.pooling if all_frozen else f"block{frozen_blocks}"]
     parts += [f"level{cnn.level_ref_db:g}"] if cnn.level_ref_db is not None else []
-    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db)) if value]
+    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db), ("mix", mix)) if value]
     out_dir = CACHE / ("audio-" + "-".join(parts))
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
     for r in rows:
         by_source.setdefault(r["source"], set()).add(r["path"])
+    kin: dict[tuple, list[str]] = {}
+    for r in rows:
+        kin.setdefault((r["source"], r["split"], r["label"]), []).append(r["path"])
+    row_of = {r["path"]: r for r in rows}
+
+    def partner_of(path: str):
+        # Same source and split: a source left out by --val-source, or the val split, must not
+        # leak into the copies of the clips trained on.
+        r = row_of[path]
+        others = [q for q in kin[(r["source"], r["split"], r["label"])] if q != path]
+        if not others:
+            return None
+        return lambda rng: load_audio(corpus / others[rng.integers(len(others))], fe.sample_rate)
+
     chunks = [sorted(ps)[s:s + shard] for _, ps in sorted(by_source.items()) for s in range(0, len(ps), shard)]
     total, done, t0 = sum(map(len, chunks)), 0, time.time()
     feats: dict[str, np.ndarray] = {}
@@ -177,7 +200,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
             wins, owner = [], []
             for i, p in enumerate(chunk):
                 clip = load_audio(corpus / p, fe.sample_rate)
-                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise, eq_db) if copies else [clip]):
+                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise, eq_db, mix, partner_of(p)) if copies else [clip]):
                     w = clip_windows(version, fe.clip_samples)
                     wins.append(w)
                     owner += [i] * len(w)
@@ -408,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability that a copy is mixed with coloured noise (see NOISE_SNR_DB; default: 0)")
     p.add_argument("--copy-eq", type=float, default=0.0,
                    help="copies pass through a random equaliser of up to +-DB dB (see EQ_ANCHORS_HZ; default: 0)")
+    p.add_argument("--copy-mix", type=float, default=0.0,
+                   help="probability that a copy is mixed with another clip of its label, source and split")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -424,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     # Copies of every clip that may be trained on (train, and val for --with-val).
     copy_feats = cache_audio_features(args.corpus, split["train"] + split["val"], model, frozen,
                                       copies=args.copies, semitones=args.copy_semitones,
-                                      noise=args.copy_noise, eq_db=args.copy_eq) if args.copies else {}
+                                      noise=args.copy_noise, eq_db=args.copy_eq, mix=args.copy_mix) if args.copies else {}
     if args.stage == "features":
         return 0
     if args.val_source:
@@ -467,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             "text_layers_trained": args.text_layers, "audio_blocks_trained": args.audio_blocks,
             "copies": args.copies, "copy_level_range_db": list(LEVEL_RANGE_DB),
             "copy_semitones": args.copy_semitones, "copy_noise": args.copy_noise,
-            "copy_noise_snr_db": list(NOISE_SNR_DB), "copy_eq_db": args.copy_eq,
+            "copy_noise_snr_db": list(NOISE_SNR_DB), "copy_eq_db": args.copy_eq, "copy_mix": args.copy_mix,
             "pooling": args.pooling,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
