@@ -120,7 +120,7 @@ def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0
         if semitones:
             import soxr
             speed = 2 ** (rng.uniform(-semitones, semitones) / 12)
-            version = soxr.resample(audio, sample_rate * speed, sample_rate)
+            version = soxr.resample(version, sample_rate * speed, sample_rate)
         if eq_db:
             version = random_eq(version, eq_db, rng, sample_rate)
         if noise and rng.random() < noise:
