@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -99,7 +100,8 @@ def random_eq(audio: np.ndarray, max_db: float, rng: np.random.Generator, sample
 
 def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0,
                 sample_rate: int = 44100, noise: float = 0.0, eq_db: float = 0.0,
-                mix: float = 0.0, partner=None) -> list[np.ndarray]:
+                mix: float = 0.0, partner: Callable[[np.random.Generator], np.ndarray] | None = None,
+                ) -> list[np.ndarray]:
     """`copies` altered versions of a (T,) clip, drawn by a generator seeded with `key` (the
     same copies on every run): each played up to `semitones` faster or slower (pitch and
     length change together, as a differently tuned drum or a tape at another speed would);
@@ -171,18 +173,16 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     out_dir = CACHE / ("audio-" + "-".join(parts))
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
-    for r in rows:
-        by_source.setdefault(r["source"], set()).add(r["path"])
+    # Mixing partners share source and split: a source left out by --val-source, or the val
+    # split, must not leak into the copies of the clips trained on.
+    group = {r["path"]: (r["source"], r["split"], r["label"]) for r in rows}
     kin: dict[tuple, list[str]] = {}
     for r in rows:
-        kin.setdefault((r["source"], r["split"], r["label"]), []).append(r["path"])
-    row_of = {r["path"]: r for r in rows}
+        by_source.setdefault(r["source"], set()).add(r["path"])
+        kin.setdefault(group[r["path"]], []).append(r["path"])
 
-    def partner_of(path: str):
-        # Same source and split: a source left out by --val-source, or the val split, must not
-        # leak into the copies of the clips trained on.
-        r = row_of[path]
-        others = [q for q in kin[(r["source"], r["split"], r["label"])] if q != path]
+    def partner_of(path: str) -> Callable[[np.random.Generator], np.ndarray] | None:
+        others = [q for q in kin[group[path]] if q != path] if mix else []
         if not others:
             return None
         return lambda rng: load_audio(corpus / others[rng.integers(len(others))], fe.sample_rate)
