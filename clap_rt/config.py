@@ -95,6 +95,9 @@ class SfxCNNConfig:
     channels: tuple = (64, 128, 256, 512)   # four conv blocks, two 3x3 convs each
     aisfx_input: bool = True
     pooling: str = "max"              # over time: "max" (aisfx) | "meanmax" (max and mean, 2x wide)
+    # Frequency kept in this many bands of the last block's map (1: mean over all of it, as
+    # aisfx does); each band is pooled over time on its own, so out_dim grows with it.
+    freq_bands: int = 1
     # Level normalisation (aisfx peak-normalised its inputs): shift each window so its loudest
     # mel bin sits at `level_ref_db`, boosting quiet windows by at most `level_max_boost_db`.
     level_ref_db: Optional[float] = None   # None: off
@@ -102,7 +105,7 @@ class SfxCNNConfig:
 
     @property
     def out_dim(self) -> int:
-        return self.channels[-1] * (2 if self.pooling == "meanmax" else 1)
+        return self.channels[-1] * self.freq_bands * (2 if self.pooling == "meanmax" else 1)
 
 
 @dataclass

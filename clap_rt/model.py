@@ -57,6 +57,11 @@ class SfxCNN(nn.Module):
         if cfg.pooling not in ("max", "meanmax"):
             raise ValueError(f"audio.sfx_cnn.pooling: unknown {cfg.pooling!r}; expected 'max' or 'meanmax'")
         self.pooling = cfg.pooling
+        last_bins = fe.n_mels // 2 ** (len(ch) - 1)       # frequency bins of the last block's map
+        if not 1 <= cfg.freq_bands <= last_bins:
+            raise ValueError(f"audio.sfx_cnn.freq_bands: {cfg.freq_bands}; expected 1 to {last_bins} "
+                             f"(the last block keeps {last_bins} frequency bins of {fe.n_mels} mels)")
+        self.freq_bands = cfg.freq_bands
         self.level_ref_db = cfg.level_ref_db
         self.level_max_boost_db = cfg.level_max_boost_db
         # Per-band dB offset turning our Slaney-normalised filters into aisfx's L1-normalised ones.
@@ -75,8 +80,13 @@ class SfxCNN(nn.Module):
         return x.transpose(1, 2).unsqueeze(1)       # (B, F, T) -> (B, 1, T, F)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T', F') block output -> (B, out_dim)."""
-        x = x.mean(dim=3)                           # (B, C, T') mean over frequency
+        """(B, C, T', F') block output -> (B, out_dim), out_dim = C x freq_bands (x 2 for meanmax).
+
+        Each of `freq_bands` contiguous frequency bands is averaged on its own (1: the whole
+        axis, as aisfx does): where in the spectrum a pattern sits survives pooling.
+        """
+        bands = torch.tensor_split(x, self.freq_bands, dim=3)
+        x = torch.cat([b.mean(dim=3) for b in bands], dim=1)    # (B, C * bands, T') mean per band
         if self.pooling == "meanmax":
             return torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1)   # (B, 2C)
         return x.amax(dim=2)                        # (B, C) max over time

@@ -1,4 +1,4 @@
-"""The core API: deterministic embeddings, mono mixing, windows, checkpoints, labels, text pooling."""
+"""The core API: deterministic embeddings, mono mixing, windows, checkpoints, labels, text and audio pooling."""
 from __future__ import annotations
 
 import json
@@ -94,3 +94,19 @@ def test_parse_labels_errors():
         parse_labels(" , ")
     with pytest.raises(UserError, match=r"--labels: duplicate labels \['dog'\]"):
         parse_labels("dog,cat,dog")
+
+
+def test_sfx_cnn_pools_each_frequency_band_over_time():
+    from clap_rt.config import FrontendConfig, SfxCNNConfig
+    from clap_rt.model import SfxCNN
+    fe = FrontendConfig(n_mels=56)                  # 7 bins after three 2x pools
+    # A map whose value is its frequency bin plus 100 x its frame: 7 bins split 3 + 2 + 2.
+    x = (torch.arange(7.0)[None, :] + 100 * torch.arange(4.0)[:, None]).expand(1, 2, 4, 7)
+    bands = SfxCNN(SfxCNNConfig(channels=(2, 2, 2, 2), pooling="meanmax", freq_bands=3), fe)
+    assert bands.pool(x).tolist() == [[301, 301, 303.5, 303.5, 305.5, 305.5,       # max over frames
+                                       151, 151, 153.5, 153.5, 155.5, 155.5]]     # mean over frames
+    whole = SfxCNN(SfxCNNConfig(channels=(2, 2, 2, 2), pooling="max"), fe)
+    assert whole.pool(x).tolist() == [[303, 303]]
+    with pytest.raises(ValueError, match=r"audio.sfx_cnn.freq_bands: 8; expected 1 to 7 "
+                                         r"\(the last block keeps 7 frequency bins of 56 mels\)"):
+        SfxCNN(SfxCNNConfig(channels=(2, 2, 2, 2), freq_bands=8), fe)

