@@ -27,6 +27,11 @@ def test_manifest_round_trip(tmp_path):
     write_manifest(str(path), rows)
     assert load_manifest(str(path)) == rows
     assert not list(tmp_path.glob("*.tmp*"))  # the temporary file was renamed away
+    # The training side (train.train, train.evaluate) reads the builder's manifests too.
+    from train.data import read_manifest
+    clips = read_manifest(path)
+    assert [(c.path, c.captions, c.label) for c in clips] == \
+        [(str(tmp_path / r["path"]), r["captions"], r["label"]) for r in rows]
 
 
 def test_manifest_missing_field_names_line_and_field(tmp_path):

@@ -14,6 +14,7 @@ against the manifest's folder.
     source    no        which corpus the clip came from (for per-source reports)
     label     no        class name, used by zero-shot evaluation
     item      no        source item id (the corpus builder's split unit); kept, not used
+    seconds   no        clip duration, written by the corpus builder; kept, not used
 
 Public datasets map onto it like this:
   - AudioCaps (`train.csv` / `val.csv` / `test.csv`: audiocap_id, youtube_id, start_time,
@@ -50,7 +51,7 @@ import numpy as np
 from clap_rt.config import FrontendConfig
 from clap_rt.errors import UserError
 
-KNOWN_FIELDS = {"path", "caption", "captions", "start", "end", "split", "source", "label", "item"}
+KNOWN_FIELDS = {"path", "caption", "captions", "start", "end", "split", "source", "label", "item", "seconds"}
 CAPTION_SEP = " | "
 
 
