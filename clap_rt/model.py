@@ -61,7 +61,11 @@ class SfxCNN(nn.Module):
         if not 1 <= cfg.freq_bands <= last_bins:
             raise ValueError(f"audio.sfx_cnn.freq_bands: {cfg.freq_bands}; expected 1 to {last_bins} "
                              f"(the last block keeps {last_bins} frequency bins of {fe.n_mels} mels)")
-        self.freq_bands = cfg.freq_bands
+        # Band edges fixed here: static slices export to ONNX / TensorRT as plain Slice ops.
+        size, extra = divmod(last_bins, cfg.freq_bands)
+        widths = [size + (i < extra) for i in range(cfg.freq_bands)]    # the first `extra` get a bin more
+        ends = np.cumsum(widths).tolist()
+        self.freq_band_edges = [(e - w, e) for w, e in zip(widths, ends)]
         self.level_ref_db = cfg.level_ref_db
         self.level_max_boost_db = cfg.level_max_boost_db
         # Per-band dB offset turning our Slaney-normalised filters into aisfx's L1-normalised ones.
@@ -85,8 +89,7 @@ class SfxCNN(nn.Module):
         Each of `freq_bands` contiguous frequency bands is averaged on its own (1: the whole
         axis, as aisfx does): where in the spectrum a pattern sits survives pooling.
         """
-        bands = torch.tensor_split(x, self.freq_bands, dim=3)
-        x = torch.cat([b.mean(dim=3) for b in bands], dim=1)    # (B, C * bands, T') mean per band
+        x = torch.cat([x[..., a:b].mean(dim=3) for a, b in self.freq_band_edges], dim=1)  # (B, C * bands, T')
         if self.pooling == "meanmax":
             return torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1)   # (B, 2C)
         return x.amax(dim=2)                        # (B, C) max over time

@@ -57,14 +57,15 @@ EQ_ANCHORS_HZ = (60.0, 250.0, 1000.0, 4000.0, 16000.0)
 
 
 def base_model(pooling: str = "meanmax", level_ref_db: float | None = None, seed: int = 0,
-               freq_bands: int = 1) -> CLAP:
+               freq_bands: int | None = None) -> CLAP:
     """The default architecture with pretrained aisfx audio weights and MiniLM text weights;
     the fresh projections are drawn from `seed` (the same seed, the same start)."""
     torch.manual_seed(seed)
     cfg = small_default()
     cfg.audio.sfx_cnn.pooling = pooling
     cfg.audio.sfx_cnn.level_ref_db = level_ref_db
-    cfg.audio.sfx_cnn.freq_bands = freq_bands
+    if freq_bands is not None:
+        cfg.audio.sfx_cnn.freq_bands = freq_bands
     model = CLAP(cfg)
     model.audio.load_state_dict(load_aisfx_state(), strict=True)
     text = {k[len("text.body."):]: v for k, v in pretrained_text_state(model.config).items()}
@@ -417,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dropout", type=float, default=None, help="projection dropout (default: the preset's)")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--pooling", choices=["max", "meanmax"], default="meanmax")
-    p.add_argument("--freq-bands", type=int, default=1,
-                   help="pool the last CNN map in this many frequency bands (default: 1, all of it)")
+    p.add_argument("--freq-bands", type=int, default=None,
+                   help="pool the last CNN map in this many frequency bands (default: the preset's, 6; "
+                        "1: the aisfx mean over all of it)")
     p.add_argument("--level-ref-db", type=float, default=None,
                    help="normalise each window's loudest mel bin to this dB (default: off)")
     val = p.add_mutually_exclusive_group()
@@ -501,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             "copies": args.copies, "copy_level_range_db": list(LEVEL_RANGE_DB),
             "copy_semitones": args.copy_semitones, "copy_noise": args.copy_noise,
             "copy_noise_snr_db": list(NOISE_SNR_DB), "copy_eq_db": args.copy_eq, "copy_mix": args.copy_mix,
-            "pooling": args.pooling, "freq_bands": args.freq_bands,
+            "pooling": args.pooling, "freq_bands": model.config.audio.sfx_cnn.freq_bands,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
             "heldout_sources": sorted({r["source"] for r in split["test"]}),
