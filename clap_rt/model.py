@@ -91,8 +91,8 @@ class SfxCNN(nn.Module):
         """
         x = torch.cat([x[..., a:b].mean(dim=3) for a, b in self.freq_band_edges], dim=1)  # (B, C * bands, T')
         if self.pooling == "meanmax":
-            return torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1)   # (B, 2C)
-        return x.amax(dim=2)                        # (B, C) max over time
+            return torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1)   # (B, 2 * C * bands)
+        return x.amax(dim=2)                        # (B, C * bands) max over time
 
     def forward(self, mel_db: torch.Tensor) -> torch.Tensor:
         x = self.prepare(mel_db)
