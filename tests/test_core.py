@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -60,6 +61,11 @@ def test_checkpoint_round_trip_and_strict_errors(tiny_model_dir, tmp_path):
     mel = torch.randn(2, model.config.frontend.n_mels, 40)
     with torch.no_grad():
         assert torch.equal(model.encode_audio(mel), again.encode_audio(mel))
+    # Saved files get the permissions of any new file, not mkstemp's private 0600.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {f.name: f.stat().st_mode & 0o777 for f in out.iterdir()} == \
+        {n: 0o666 & ~umask for n in ("config.json", "model.safetensors", "tokenizer.json")}
     state = model.state_dict()
     state.pop("logit_scale")
     with pytest.raises(ValueError, match=r"missing keys \['logit_scale'\]"):
