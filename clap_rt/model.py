@@ -62,10 +62,8 @@ class SfxCNN(nn.Module):
             raise ValueError(f"audio.sfx_cnn.freq_bands: {cfg.freq_bands}; expected 1 to {last_bins} "
                              f"(the last block keeps {last_bins} frequency bins of {fe.n_mels} mels)")
         # Band edges fixed here: static slices export to ONNX / TensorRT as plain Slice ops.
-        size, extra = divmod(last_bins, cfg.freq_bands)
-        widths = [size + (i < extra) for i in range(cfg.freq_bands)]    # the first `extra` get a bin more
-        ends = np.cumsum(widths).tolist()
-        self.freq_band_edges = [(e - w, e) for w, e in zip(widths, ends)]
+        self.freq_band_edges = [(int(b[0]), int(b[-1]) + 1)
+                                for b in np.array_split(np.arange(last_bins), cfg.freq_bands)]
         self.level_ref_db = cfg.level_ref_db
         self.level_max_boost_db = cfg.level_max_boost_db
         # Per-band dB offset turning our Slaney-normalised filters into aisfx's L1-normalised ones.
