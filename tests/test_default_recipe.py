@@ -161,3 +161,24 @@ def test_mixed_copies_add_a_partner_clip_at_most_6_db_under():
         assert np.allclose(basis @ [a, b], copy, atol=1e-5), "not a sum of the two clips"
         assert -6.01 <= 20 * np.log10(b / a) <= 0.01, f"partner at {20 * np.log10(b / a):.2f} dB"
     assert recipe.clip_copies(clip, "clips/x.wav", 2, mix=1.0, partner=None)[0].shape == clip.shape
+
+
+def test_recipe_tunes_only_the_last_cnn_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe, "CACHE", tmp_path / "cache")
+    make_corpus(tmp_path, np.random.default_rng(0))
+    out = tmp_path / "model"
+    assert recipe.main(["fit", str(tmp_path), "-o", str(out), "--steps", "20", "--batch", "3",
+                        "--threads", "2", "--audio-blocks", "1", "--with-val"]) == 0
+    # The maps after the third block are cached (float16) and fed to the trained fourth.
+    assert list((tmp_path / "cache" / "audio-block3").glob("*.npz"))
+    tuned, _ = load_model(out)
+    start = recipe.base_model()                     # aisfx weights, as the recipe starts
+    stored = lambda t: t.half().float()             # noqa: E731  the recipe stores float16
+    for i, (a, b) in enumerate(zip(start.audio.blocks, tuned.audio.blocks)):
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+            if p.is_floating_point() and (i < 3 or "running" in name):
+                # Frozen blocks, and the last block's BatchNorm statistics, stay as aisfx's.
+                assert torch.equal(stored(p.float()), q.float()), f"block {i} {name} moved"
+        if i == 3:
+            assert not torch.equal(stored(a.conv1.weight), b.conv1.weight), "the last block did not train"
+    assert json.loads((out / "config.json").read_text())["meta"]["audio_blocks_trained"] == 1
