@@ -157,7 +157,10 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     `clip_copies` of each clip instead (about copies x W rows).
 
     Shards are cut per source so that a corpus still growing source by source keeps the
-    shards already computed.
+    shards already computed. The cache folder is named by the tower's configuration, not its
+    weights: `model` must hold the aisfx weights in its frozen blocks, as `base_model` builds it
+    (a model whose last block was tuned, given with every block frozen, would be served the
+    untuned features).
     """
     fe = model.config.frontend
     tower = model.audio
