@@ -1,6 +1,8 @@
 """Streaming detection benchmark: soundscapes from held-out clips, event F1, delay, false alarms, RTF.
 
     python bench/stream.py [--model DIR] [--manifest ~/.cache/clap_rt/corpus/manifest.jsonl] [--json out.json]
+    python bench/stream.py --model VAL_MODEL --split train --source gm-timgm6mb \
+        --label-names "hi-hat,snare drum,..." --sweep 0.5,0.6,0.7,0.8 --seed 1   # choose thresholds
 
 Soundscapes: held-out ("test" split) clips of the most frequent test labels, placed at random,
 non-overlapping onsets over synthetic background noise (pink noise + mains hum, our own mixer)
@@ -8,9 +10,15 @@ at a fixed SNR. Each scene runs through the `clap-rt listen --fast` pipeline
 (ClapStream -> EventDetector via `run_stream`). Reported:
   event F1   sed_eval event-based, micro over labels, 200 ms onset collar, offsets not scored
   delay      decision time of the matching start event minus the true onset (p50 / p95)
-  FA/hour    start events on background-only audio, per hour
+  FA/hour    start events on background-only audio, per hour; and the share of that audio's
+             time with some label on (a label stuck on is one false alarm but a long one)
   RTF        frontend + model seconds per audio second; the baseline recomputes each window's
              log-mel from its raw audio (no incremental frontend), measured on the same audio
+Thresholds: the model's `event_thresholds` (what `clap-rt listen` uses) unless --on/--off.
+--sweep re-decides the same scored windows at other on thresholds (off keeps the on/off ratio)
+and prints F1 and false alarms for each: an operating curve. Choose a model's thresholds on
+clips it was not tested on (--split/--source/--label-names: e.g. a source left out of a
+validation run), never on the test split.
 """
 from __future__ import annotations
 
@@ -26,19 +34,27 @@ import numpy as np
 DEFAULT_MANIFEST = Path.home() / ".cache" / "clap_rt" / "corpus" / "manifest.jsonl"
 
 
-def read_test_clips(manifest: Path, n_labels: int, per_label: int) -> dict[str, list[Path]]:
-    """{label: [clip paths]} for the n most frequent labels of the "test" split."""
+def read_clips(manifest: Path, split: str, source: str | None, names: list[str] | None,
+               n_labels: int, per_label: int) -> dict[str, list[Path]]:
+    """{label: [clip paths]} of `split` (and `source`): the labels `names`, else the n most frequent."""
     if not manifest.exists():
         sys.exit(f"bench/stream.py: error: manifest {manifest} not found; build the corpus first "
                  f"(train/corpus) or pass --manifest PATH")
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     clips: dict[str, list[Path]] = {}
     for r in rows:
-        if r.get("split") == "test" and r.get("label"):
+        if r.get("split") == split and r.get("label") and source in (None, r.get("source")):
             clips.setdefault(r["label"], []).append(manifest.parent / r["path"])
-    top = sorted(clips, key=lambda k: (-len(clips[k]), k))[:n_labels]
+    where = f"split {split!r}" + (f" of source {source!r}" if source else "")
+    if names:
+        missing = [n for n in names if n not in clips]
+        if missing:
+            sys.exit(f"bench/stream.py: error: --label-names {missing}: no clips in {where} of {manifest}")
+        top = names
+    else:
+        top = sorted(clips, key=lambda k: (-len(clips[k]), k))[:n_labels]
     if not top:
-        sys.exit(f"bench/stream.py: error: {manifest} has no labelled clips in split 'test'")
+        sys.exit(f"bench/stream.py: error: {manifest} has no labelled clips in {where}")
     return {k: clips[k][:per_label] for k in top}
 
 
@@ -79,17 +95,49 @@ def make_scene(clips: dict, seconds: float, n_events: int, snr_db: float, rate: 
     return np.clip(x, -1, 1), sorted(truth, key=lambda t: t[1])
 
 
-def run_pipeline(clap, audio: np.ndarray, labels: list, args):
-    """The listen --fast pipeline on one signal -> (events, StreamStats)."""
-    from clap_rt.detect import DetectorConfig, EventDetector, Thresholds
+def score_stream(clap, audio: np.ndarray, labels: list, hop: float):
+    """The listen --fast pipeline's scoring on one signal -> ([ScoredWindow], StreamStats)."""
     from clap_rt.sources import ArraySource
     from clap_rt.stream import ClapStream, run_stream
-    stream = ClapStream(clap, labels, clap.sample_rate, hop=args.hop)
-    det = EventDetector(labels, Thresholds(default_on=args.on, default_off=args.off), DetectorConfig())
-    events: list = []
-    stats = run_stream(ArraySource(audio, clap.sample_rate, block=1024), stream,
-                       lambda w: events.extend(det.update(w)), live=False)
-    return events + det.finish(), stats
+    stream = ClapStream(clap, labels, clap.sample_rate, hop=hop)
+    windows: list = []
+    stats = run_stream(ArraySource(audio, clap.sample_rate, block=1024), stream, windows.append, live=False)
+    return windows, stats
+
+
+def decide(windows: list, labels: list, on: float, off: float) -> list:
+    """listen's decisions (default smoothing) on scored windows -> start and end events."""
+    from clap_rt.detect import DetectorConfig, EventDetector, Thresholds
+    det = EventDetector(labels, Thresholds(default_on=on, default_off=off), DetectorConfig())
+    return [e for w in windows for e in det.update(w)] + det.finish()
+
+
+def detection_scores(truth: dict, scene_windows: dict, bg_windows: list, bg_seconds: float,
+                     labels: list, on: float, off: float) -> dict:
+    """Event F1 / P / R, delays p50 / p95 (s) and false alarms per hour at one threshold pair."""
+    found, all_delays = {}, []
+    for name, windows in scene_windows.items():
+        events = decide(windows, labels, on, off)
+        found[name] = [(e.label, e.onset, e.offset) for e in events if e.kind == "end"]
+        all_delays += delays(truth[name], events)
+    bg_events = decide(bg_windows, labels, on, off)
+    n_fa = sum(e.kind == "start" for e in bg_events)
+    d = np.asarray(all_delays) if all_delays else np.full(1, np.nan)
+    return {"thresholds": [on, off], **event_f1(truth, found, labels),
+            "delay_p50_s": float(np.percentile(d, 50)), "delay_p95_s": float(np.percentile(d, 95)),
+            "false_alarms_per_hour": n_fa * 3600.0 / bg_seconds,
+            "false_on_fraction": covered_seconds([(e.onset, e.offset) for e in bg_events if e.kind == "end"])
+            / bg_seconds}
+
+
+def covered_seconds(intervals: list) -> float:
+    """Length of the union of [on, off) intervals: how long any label was on."""
+    total, end = 0.0, -np.inf
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
 
 
 def baseline_rtf(clap, audio: np.ndarray, hop: float) -> float:
@@ -132,11 +180,23 @@ def delays(truth: list, events: list) -> list:
     return out
 
 
+def json_safe(x):
+    """NaN (no delays measured) -> None, in nested dicts and lists: valid JSON."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [json_safe(v) for v in x]
+    return None if isinstance(x, float) and np.isnan(x) else x
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model folder (default: the bundled default model)")
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    p.add_argument("--labels", type=int, default=8, help="most frequent test labels used")
+    p.add_argument("--labels", type=int, default=8, help="most frequent labels of --split used")
+    p.add_argument("--label-names", default=None, help="comma-separated labels instead of the most frequent")
+    p.add_argument("--split", default="test", help="manifest split the clips come from (default: test)")
+    p.add_argument("--source", default=None, help="only clips of this manifest source")
     p.add_argument("--per-label", type=int, default=20, help="clips per label at most")
     p.add_argument("--scenes", type=int, default=10)
     p.add_argument("--scene-seconds", type=float, default=30.0)
@@ -144,8 +204,10 @@ def main(argv=None) -> int:
     p.add_argument("--snr-db", type=float, default=6.0)
     p.add_argument("--background-seconds", type=float, default=600.0, help="background-only audio for FA/hour")
     p.add_argument("--hop", type=float, default=0.5)
-    p.add_argument("--on", type=float, default=0.5)
-    p.add_argument("--off", type=float, default=0.35)
+    p.add_argument("--on", type=float, default=None, help="on threshold (default: the model's)")
+    p.add_argument("--off", type=float, default=None, help="off threshold (default: the model's)")
+    p.add_argument("--sweep", default=None, metavar="ON,ON,...",
+                   help="also decide at these on thresholds, off = on x (off / on)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results as JSON to this file ('-' prints them)")
@@ -157,8 +219,13 @@ def main(argv=None) -> int:
     from clap_rt.checkpoints import load_model
     from clap_rt.zeroshot import Clap
     torch.set_num_threads(args.threads)
-    clips = read_test_clips(args.manifest, args.labels, args.per_label)
+    names = [n.strip() for n in args.label_names.split(",") if n.strip()] if args.label_names else None
+    clips = read_clips(args.manifest, args.split, args.source, names, args.labels, args.per_label)
+    sweep = [float(v) for v in args.sweep.split(",")] if args.sweep else []
     clap = Clap(*load_model(args.model), threads=args.threads)
+    on, off = clap.config.event_thresholds
+    on = on if args.on is None else args.on
+    off = off if args.off is None else args.off
     labels = sorted(clips)
     rng = np.random.default_rng(args.seed)
     cache: dict = {}
@@ -168,47 +235,53 @@ def main(argv=None) -> int:
             cache[path] = load_audio(path, clap.sample_rate)
         return cache[path]
 
-    truth, found, all_delays, compute, audio_s, ours_s = {}, {}, [], [], 0.0, 0.0
+    truth, scene_windows, compute, audio_s, ours_s = {}, {}, [], 0.0, 0.0
     for i in range(args.scenes):
         audio, t = make_scene(clips, args.scene_seconds, args.events, args.snr_db, clap.sample_rate, rng, load)
-        events, stats = run_pipeline(clap, audio, labels, args)
-        name = f"scene{i}"
-        truth[name] = t
-        found[name] = [(e.label, e.onset, e.offset) for e in events if e.kind == "end"]
-        all_delays += delays(t, events)
+        windows, stats = score_stream(clap, audio, labels, args.hop)
+        truth[f"scene{i}"], scene_windows[f"scene{i}"] = t, windows
         compute += stats.compute
         audio_s += stats.audio_seconds
         ours_s += sum(stats.compute) + stats.frontend_seconds
     bg = background_noise(int(args.background_seconds * clap.sample_rate), clap.sample_rate, rng)
-    bg_events, bg_stats = run_pipeline(clap, bg, labels, args)
-    n_fa = sum(e.kind == "start" for e in bg_events)
+    bg_windows, bg_stats = score_stream(clap, bg, labels, args.hop)
     base = baseline_rtf(clap, bg, args.hop)          # the same background audio as ours_bg
     ours_bg = (sum(bg_stats.compute) + bg_stats.frontend_seconds) / bg_stats.audio_seconds
-    f1 = event_f1(truth, found, labels)
-    d = np.asarray(all_delays) if all_delays else np.full(1, np.nan)
+
+    def scores_at(on_: float, off_: float) -> dict:
+        return detection_scores(truth, scene_windows, bg_windows, args.background_seconds, labels, on_, off_)
+
     res = {
-        "model": clap.config.name, "labels": labels, "scenes": args.scenes, "events": sum(map(len, truth.values())),
-        "hop_s": args.hop, "snr_db": args.snr_db, "thresholds": [args.on, args.off], **f1,
-        "delay_p50_s": float(np.percentile(d, 50)), "delay_p95_s": float(np.percentile(d, 95)),
-        "false_alarms_per_hour": n_fa * 3600.0 / args.background_seconds,
+        "model": clap.config.name, "labels": labels, "split": args.split, "source": args.source,
+        "scenes": args.scenes, "events": sum(map(len, truth.values())),
+        "hop_s": args.hop, "snr_db": args.snr_db, **scores_at(on, off),
         "rtf_stream": ours_s / audio_s, "rtf_stream_background": ours_bg, "rtf_baseline_recompute": base,
         "compute_per_hop_p50_ms": 1e3 * float(np.percentile(compute, 50)),
         "compute_per_hop_p95_ms": 1e3 * float(np.percentile(compute, 95)),
         "threads": args.threads,
+        "sweep": [scores_at(v, round(v * off / on, 4)) for v in sweep],
     }
     rows = [("event F1 (200 ms onset collar)", f"{res['f1']:.3f}  (P {res['precision']:.3f}, R {res['recall']:.3f})"),
             ("detection delay p50 / p95", f"{res['delay_p50_s']:.2f} s / {res['delay_p95_s']:.2f} s"),
             ("false alarms per hour (background)", f"{res['false_alarms_per_hour']:.1f}"),
+            ("background time with a label on", f"{100 * res['false_on_fraction']:.1f}%"),
             ("real-time factor, streaming (scenes)", f"{res['rtf_stream']:.4f}"),
             ("real-time factor, streaming (background)", f"{res['rtf_stream_background']:.4f}"),
             ("real-time factor, baseline (background)", f"{res['rtf_baseline_recompute']:.4f}"),
             ("compute per hop p50 / p95", f"{res['compute_per_hop_p50_ms']:.1f} / {res['compute_per_hop_p95_ms']:.1f} ms")]
     print(f"model {res['model']}, {len(labels)} labels, {res['events']} events in {args.scenes} x "
-          f"{args.scene_seconds:.0f} s scenes, SNR {args.snr_db} dB, hop {args.hop} s, {args.threads} thread(s)")
+          f"{args.scene_seconds:.0f} s scenes, SNR {args.snr_db} dB, hop {args.hop} s, {args.threads} thread(s), "
+          f"on {on} / off {off}")
     w = max(len(r[0]) for r in rows)
     for k, v in rows:
         print(f"{k:<{w}}  {v}")
-    res = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in res.items()}   # valid JSON
+    if sweep:
+        print("\n  on     off    F1     P      R      FA/h   bg on  delay p50")
+        for r in res["sweep"]:
+            print(f"  {r['thresholds'][0]:<6} {r['thresholds'][1]:<6} {r['f1']:.3f}  {r['precision']:.3f}  "
+                  f"{r['recall']:.3f}  {r['false_alarms_per_hour']:<6.1f} {100 * r['false_on_fraction']:4.1f}%  "
+                  f"{r['delay_p50_s']:.2f} s")
+    res = json_safe(res)
     if args.json == "-":
         print(json.dumps(res, indent=2))
     elif args.json:

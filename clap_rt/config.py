@@ -155,6 +155,10 @@ class ModelConfig:
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     logit_scale_init: float = math.log(1 / 0.07)
     prompt_template: str = "this is a sound of {}"
+    # (on, off) defaults of `clap-rt listen` on the open-set score: where a label's score
+    # sits on background depends on the model (its logit scale, its training noise), so the
+    # thresholds that suit one model do not suit another; `--on/--off` and files override.
+    event_thresholds: tuple = (0.5, 0.35)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -56,11 +56,18 @@ def test_fit_windows_repeat_pads_and_covers_long_clips():
 
 def test_checkpoint_round_trip_and_strict_errors(tiny_model_dir, tmp_path):
     model, tok = load_model(tiny_model_dir)
+    model.config.event_thresholds = (0.7, 0.49)
     out = save_model(model, tmp_path / "copy", tok)
     again, _ = load_model(out)
+    assert again.config == model.config and again.config.event_thresholds == (0.7, 0.49)
     mel = torch.randn(2, model.config.frontend.n_mels, 40)
     with torch.no_grad():
         assert torch.equal(model.encode_audio(mel), again.encode_audio(mel))
+    # A config written before a field existed loads with the field's default.
+    cfg = json.loads((out / "config.json").read_text())
+    del cfg["model"]["event_thresholds"]
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert load_model(out)[0].config.event_thresholds == (0.5, 0.35)
     # Saved files get the permissions of any new file, not mkstemp's private 0600.
     umask = os.umask(0)
     os.umask(umask)

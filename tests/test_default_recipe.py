@@ -83,7 +83,8 @@ def test_val_source_is_left_out_of_training_and_scored(tmp_path, monkeypatch, ca
     make_corpus(tmp_path, np.random.default_rng(0))
     out = tmp_path / "model"
     assert recipe.main(["fit", str(tmp_path), "-o", str(out), "--steps", "40", "--batch", "3",
-                        "--threads", "2", "--val-source", "synth-train-b"]) == 0
+                        "--threads", "2", "--val-source", "synth-train-b", "--event-thresholds", "0.7,0.49"]) == 0
+    assert load_model(out)[0].config.event_thresholds == (0.7, 0.49)
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["val_source"] == "synth-train-b"
     assert meta["clips"]["train"] == 6 and meta["clips"]["val"] == 6, meta["clips"]
@@ -93,6 +94,11 @@ def test_val_source_is_left_out_of_training_and_scored(tmp_path, monkeypatch, ca
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(
         "--val-source: no training clips from 'synth-nope'; expected one of synth-train, synth-train-b")
+    with pytest.raises(SystemExit) as exit_:
+        recipe.main(["fit", str(tmp_path), "--event-thresholds", "0.4,0.6"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "--event-thresholds 0.4,0.6: expected 0 < OFF <= ON < 1")
     with pytest.raises(SystemExit) as exit_:
         recipe.main(["fit", str(tmp_path), "--freq-bands", "13"])
     assert exit_.value.code == 2

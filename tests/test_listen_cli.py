@@ -90,6 +90,24 @@ def test_calibrate_then_listen_with_thresholds(tmp_path, scene, capsys):
     assert [e["label"] for e in json_lines(out)] == ["beep", "beep", "whistle", "whistle"], out
 
 
+def test_listen_uses_the_models_thresholds_unless_on_off_given(scene, monkeypatch, capsys):
+    # The beep's last window scores 0.5: below a model off of 0.8 it ends a hop earlier.
+    clap = FakeClap(BANDS, event_thresholds=(0.9, 0.8))
+    monkeypatch.setattr("clap_rt.cli.listen.load_clap", lambda args: clap)
+    argv = ["listen", "--labels", "beep,whistle", "--input", str(scene), "--fast", "--json", "--hop", "0.25"]
+    offsets = []
+    for extra in ([], ["--on", "0.5", "--off", "0.35"]):
+        assert main(argv + extra) == 0
+        ends = [e for e in json_lines(capsys.readouterr().out) if e["event"] == "end"]
+        assert [e["label"] for e in ends] == ["beep", "whistle"], ends
+        offsets.append(ends[0]["offset"])
+    assert offsets == [2.25, 2.5], offsets
+    monkeypatch.setattr("clap_rt.cli.listen.load_clap", lambda args: FakeClap(BANDS, event_thresholds=(0.3, 0.6)))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "the model's event_thresholds: expected thresholds 0 < off <= on < 1, got on=0.3 off=0.6" in err, err
+
+
 @pytest.mark.parametrize("argv,message", [
     (["listen", "--labels", "beep", "--input", "missing.wav"], "--input missing.wav: cannot read audio"),
     (["listen", "--labels", "beep", "--input", "-"], "--rate: expected the sample rate in Hz of the raw PCM"),

@@ -22,10 +22,11 @@ class FakeClap:
     when no label band is present. So decisions depend on the runtime, not on a model.
     """
 
-    def __init__(self, bands: dict, fe: FrontendConfig = FE, delay: float = 0.0, logit_scale: float = 20.0):
+    def __init__(self, bands: dict, fe: FrontendConfig = FE, delay: float = 0.0, logit_scale: float = 20.0,
+                 event_thresholds: tuple = (0.5, 0.35)):
         self.frontend = fe
         self.sample_rate = fe.sample_rate
-        self.config = types.SimpleNamespace(name="fake-tone-bands")
+        self.config = types.SimpleNamespace(name="fake-tone-bands", event_thresholds=event_thresholds)
         self.labels = list(bands)
         fb = mel_filterbank(fe)
         centres = (np.arange(fb.shape[1]) * fe.sample_rate / fe.n_fft) @ fb.T / fb.sum(axis=1)

@@ -444,7 +444,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--copy-mix", type=float, default=0.0,
                    help="probability that a copy is mixed with another clip of its label, source and split")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
+    p.add_argument("--event-thresholds", default=None, metavar="ON,OFF",
+                   help="`clap-rt listen` defaults stored with the model, chosen on validation scenes with "
+                        "bench/stream.py --sweep (default: the preset's)")
     args = p.parse_args(argv)
+    if args.event_thresholds is not None:
+        try:
+            on, off = (float(v) for v in args.event_thresholds.split(","))
+        except ValueError:
+            p.error(f"--event-thresholds {args.event_thresholds}: expected ON,OFF, e.g. 0.7,0.49")
+        if not 0.0 < off <= on < 1.0:
+            p.error(f"--event-thresholds {args.event_thresholds}: expected 0 < OFF <= ON < 1")
     torch.set_num_threads(args.threads)
     t0 = time.time()
     rows = load_manifest(str(args.corpus / "manifest.jsonl"))
@@ -455,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         model = base_model(args.pooling, args.level_ref_db, args.seed, args.freq_bands)
     except ValueError as e:         # a --freq-bands beyond the last block's frequency bins
         p.error(str(e))
+    if args.event_thresholds is not None:
+        model.config.event_thresholds = (on, off)
     tokenizer = TextTokenizer.from_dir(pretrained_tokenizer_dir(model.config), model.config.text)
     frozen = len(model.audio.blocks) - args.audio_blocks
     audio = cache_audio_features(args.corpus, rows, model, frozen)

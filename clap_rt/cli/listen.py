@@ -37,8 +37,8 @@ def add_parser(sub) -> None:
     add_stream_options(p)
     d = p.add_argument_group("decisions")
     d.add_argument("--thresholds", default=None, help="per-label thresholds file from `clap-rt calibrate`")
-    d.add_argument("--on", type=float, default=None, help="on threshold for labels not in --thresholds (default 0.5)")
-    d.add_argument("--off", type=float, default=None, help="off threshold for labels not in --thresholds (default 0.35)")
+    d.add_argument("--on", type=float, default=None, help="on threshold for labels not in --thresholds (default: the model's, see `clap-rt info`)")
+    d.add_argument("--off", type=float, default=None, help="off threshold for labels not in --thresholds (default: the model's)")
     d.add_argument("--smoothing", default="median", choices=("median", "ema", "none"))
     d.add_argument("--smooth-windows", type=int, default=3, help="median length in windows, odd (default: 3)")
     d.add_argument("--ema-alpha", type=float, default=0.5)
@@ -60,14 +60,16 @@ def background_prompts(args, thresholds: Thresholds) -> list[str]:
     return list(thresholds.background or DEFAULT_BACKGROUND)
 
 
-def load_thresholds(args, labels: list[str]) -> Thresholds:
+def load_thresholds(args, labels: list[str], model_pair: tuple) -> Thresholds:
+    """--thresholds file (per label), else the model's (on, off) unless --on/--off are given."""
     th = Thresholds.load(args.thresholds) if args.thresholds else Thresholds()
+    th.default_on, th.default_off = model_pair
     if args.on is not None:
         th.default_on = args.on
     if args.off is not None:
         th.default_off = args.off
-    if args.on is not None or args.off is not None:
-        check_pair(th.default_on, th.default_off, "--on/--off")
+    given = args.on is not None or args.off is not None
+    check_pair(th.default_on, th.default_off, "--on/--off" if given else "the model's event_thresholds")
     missing = [label for label in labels if args.thresholds and label not in th.on]
     if missing:
         print(f"clap-rt listen: {args.thresholds} has no thresholds for {missing}; using on={th.default_on} "
@@ -81,13 +83,13 @@ def run(args) -> int:
     from ..stream import ClapStream, StreamStats, run_stream
 
     labels = read_labels(args)
-    thresholds = load_thresholds(args, labels)
+    clap = load_clap(args)
+    thresholds = load_thresholds(args, labels, clap.config.event_thresholds)
     detector = EventDetector(labels, thresholds, DetectorConfig(
         smoothing=args.smoothing, smooth_windows=args.smooth_windows, ema_alpha=args.ema_alpha,
         min_duration=args.min_duration, debounce=args.debounce))
     source = open_source(args.input, fast=args.fast, device=args.device, rate=args.rate,
                          channels=args.channels, fmt=args.format, queue_size=args.queue_size)
-    clap = load_clap(args)
     stream = ClapStream(clap, labels, source.rate, hop=args.hop, window=args.window,
                         background=background_prompts(args, thresholds), template=args.template or thresholds.template)
     pairs = [thresholds.pair(label) for label in labels]
