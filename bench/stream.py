@@ -1,7 +1,7 @@
 """Streaming detection benchmark: soundscapes from held-out clips, event F1, delay, false alarms, RTF.
 
     python bench/stream.py [--model DIR] [--manifest ~/.cache/clap_rt/corpus/manifest.jsonl] [--json out.json]
-    python bench/stream.py --model VAL_MODEL --split train --source gm-timgm6mb \
+    python bench/stream.py --model VAL_MODEL --split train,val --source gm-timgm6mb \
         --label-names "hi-hat,snare drum,..." --sweep 0.5,0.6,0.7,0.8 --seed 1   # choose thresholds
 
 Soundscapes: held-out ("test" split) clips of the most frequent test labels, placed at random,
@@ -34,18 +34,18 @@ import numpy as np
 DEFAULT_MANIFEST = Path.home() / ".cache" / "clap_rt" / "corpus" / "manifest.jsonl"
 
 
-def read_clips(manifest: Path, split: str, source: str | None, names: list[str] | None,
+def read_clips(manifest: Path, splits: list[str], source: str | None, names: list[str] | None,
                n_labels: int, per_label: int) -> dict[str, list[Path]]:
-    """{label: [clip paths]} of `split` (and `source`): the labels `names`, else the n most frequent."""
+    """{label: [clip paths]} of `splits` (and `source`): the labels `names`, else the n most frequent."""
     if not manifest.exists():
         sys.exit(f"bench/stream.py: error: manifest {manifest} not found; build the corpus first "
                  f"(train/corpus) or pass --manifest PATH")
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     clips: dict[str, list[Path]] = {}
     for r in rows:
-        if r.get("split") == split and r.get("label") and source in (None, r.get("source")):
+        if r.get("split") in splits and r.get("label") and source in (None, r.get("source")):
             clips.setdefault(r["label"], []).append(manifest.parent / r["path"])
-    where = f"split {split!r}" + (f" of source {source!r}" if source else "")
+    where = f"split {','.join(splits)}" + (f" of source {source!r}" if source else "")
     if names:
         missing = [n for n in names if n not in clips]
         if missing:
@@ -195,7 +195,8 @@ def main(argv=None) -> int:
     p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     p.add_argument("--labels", type=int, default=8, help="most frequent labels of --split used")
     p.add_argument("--label-names", default=None, help="comma-separated labels instead of the most frequent")
-    p.add_argument("--split", default="test", help="manifest split the clips come from (default: test)")
+    p.add_argument("--split", default="test", help="comma-separated manifest splits the clips come from "
+                                                     "(default: test)")
     p.add_argument("--source", default=None, help="only clips of this manifest source")
     p.add_argument("--per-label", type=int, default=20, help="clips per label at most")
     p.add_argument("--scenes", type=int, default=10)
@@ -220,7 +221,7 @@ def main(argv=None) -> int:
     from clap_rt.zeroshot import Clap
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.label_names.split(",") if n.strip()] if args.label_names else None
-    clips = read_clips(args.manifest, args.split, args.source, names, args.labels, args.per_label)
+    clips = read_clips(args.manifest, args.split.split(","), args.source, names, args.labels, args.per_label)
     sweep = [float(v) for v in args.sweep.split(",")] if args.sweep else []
     clap = Clap(*load_model(args.model), threads=args.threads)
     on, off = clap.config.event_thresholds

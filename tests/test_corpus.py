@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from train.corpus import load_manifest, write_manifest
 from train.corpus.audio import SAMPLE_RATE, make_clips, trim
@@ -222,6 +223,24 @@ def test_a_task_can_take_its_recording_from_a_program(tmp_path):
     assert row["path"] == "clips/tts/x_0.wav" and row["label"] == "robotic voice"
     assert abs(row["seconds"] - 1.5) < 0.05, f"{row['seconds']} s, expected the program's 1.5 s"
     assert row["caption"].startswith("a robotic voice")
+
+
+def test_background_clips_are_seeded_noise_within_their_level_range(tmp_path):
+    from train.corpus.captions import BACKGROUND_CAPTIONS
+    from train.corpus.noise import LEVEL_RANGE_DBFS, SECONDS_RANGE, background_clip
+    from train.corpus.sources import BACKGROUND_CLIPS, background_tasks
+
+    tasks = background_tasks("synthetic-background", 1)
+    assert len(tasks) == BACKGROUND_CLIPS and len({t.item for t in tasks}) == BACKGROUND_CLIPS
+    (row,) = run_task(tasks[3], str(tmp_path))      # through the builder's command path
+    assert row["label"] == "background noise" and row["source"] == "synthetic-background"
+    assert set(row["captions"]) <= set(BACKGROUND_CAPTIONS) and len(row["captions"]) == 4
+    clip, rate = sf.read(tmp_path / row["path"], dtype="float32")
+    expected = background_clip(3)
+    assert rate == 44100 and SECONDS_RANGE[0] <= len(clip) / rate <= SECONDS_RANGE[1]
+    assert len(clip) == len(expected) and np.abs(clip - expected).max() < 1e-4, "16-bit copy of seed 3"
+    levels = [20 * np.log10(np.sqrt(np.mean(background_clip(i) ** 2))) for i in range(20)]
+    assert LEVEL_RANGE_DBFS[0] - 0.01 <= min(levels) and max(levels) <= LEVEL_RANGE_DBFS[1] + 0.01
 
 
 def test_stamp_texts_by_language(tmp_path):

@@ -11,6 +11,7 @@ import torch
 import train.default_model as recipe
 from clap_rt.checkpoints import load_model
 from conftest import tone
+from train.corpus.noise import coloured_noise
 
 CLASSES = {
     "low tone": ["a low tone", "a deep hum", "low pitched tone"],
@@ -137,7 +138,7 @@ def test_noisy_copies_hold_their_snr():
         residual = copy - gain * clip
         snr = 10 * np.log10(np.mean((gain * clip) ** 2) / np.mean(residual ** 2))
         assert lo - 0.5 <= snr <= hi + 0.5, f"SNR {snr:.2f} dB outside {lo}..{hi}"
-    pink = recipe.coloured_noise(2 ** 16, 1.0, np.random.default_rng(0))
+    pink = coloured_noise(2 ** 16, 1.0, np.random.default_rng(0))
     spec = np.abs(np.fft.rfft(pink)) ** 2
     low, high = spec[100:200].mean(), spec[10000:20000].mean()     # ~100x apart in frequency
     assert 30 < low / high < 300, f"pink noise power ratio {low / high:.1f} over a 100x frequency span"

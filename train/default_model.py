@@ -36,6 +36,7 @@ from clap_rt.checkpoints import pretrained_tokenizer_dir
 from train.corpus import load_manifest
 from train.corpus.audio import frame_db
 from train.corpus.manifest import key_hash
+from train.corpus.noise import coloured_noise
 from train.pretrained import AISFX_ATTRIBUTION, load_aisfx_state
 
 CACHE = Path(os.environ.get("CLAP_RT_CACHE", Path.home() / ".cache" / "clap_rt")) / "default_model"
@@ -80,15 +81,6 @@ def clip_windows(audio: np.ndarray, window: int) -> np.ndarray:
         return wins
     idx = np.linspace(0, len(wins) - 1, MAX_WINDOWS).round().astype(int)
     return wins[idx]
-
-
-def coloured_noise(n: int, slope: float, rng: np.random.Generator) -> np.ndarray:
-    """(n,) unit-RMS noise whose power falls as 1/f^slope (0: white, 1: pink, 2: brown)."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    spec[1:] /= np.arange(1, len(spec)) ** (slope / 2)
-    spec[0] = 0
-    x = np.fft.irfft(spec, n)
-    return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
 
 
 def random_eq(audio: np.ndarray, max_db: float, rng: np.random.Generator, sample_rate: int) -> np.ndarray:

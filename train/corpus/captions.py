@@ -64,6 +64,16 @@ def drum_captions(drum: str, dynamics: str, rng: random.Random, kit: str = "") -
     return _pick(rng, options[:1], 1) + _pick(rng, options[1:], rng.randint(2, 4))
 
 
+BACKGROUND_CAPTIONS = ["background noise", "static noise", "a steady hiss", "noise in the background",
+                       "room noise", "ambient noise", "quiet background noise", "room ambience",
+                       "silence with faint noise", "a faint hiss", "nothing but noise"]
+
+
+def background_captions(rng: random.Random) -> list[str]:
+    """Captions for a clip in which nothing happens but noise."""
+    return _pick(rng, BACKGROUND_CAPTIONS, 4)
+
+
 def speech_captions(speaker: str, language: str, rng: random.Random, text: str = "") -> list[str]:
     """Captions for speech. `speaker` is e.g. "woman", "man", "child", "robotic voice"."""
     noun = article(speaker)

@@ -16,7 +16,7 @@ class FileTask:
     """One source recording to cut into clips.
 
     `out` is the clip path stem relative to DATA_DIR; `kind` picks the caption builder
-    ("event", "drum", "speech") and `args` its keyword arguments. `offset`/`length` select an
+    ("event", "drum", "speech", "note", "background") and `args` its keyword arguments. `offset`/`length` select an
     embedded RIFF inside a container file (length 0: the whole file). With `command`, the
     recording is the audio file that program writes to stdout (`path` then only names it).
     """
@@ -46,6 +46,8 @@ def make_captions(kind: str, label: str, args: dict, rng: random.Random) -> list
     if kind == "note":
         return captions.note_captions(args["instrument"], args["pitch"], args["register"],
                                       args["dynamics"], rng)
+    if kind == "background":
+        return captions.background_captions(rng)
     raise ValueError(f"unknown caption kind {kind!r}")
 
 

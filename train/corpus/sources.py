@@ -5,6 +5,7 @@ import glob
 import os
 import re
 import struct
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Callable
@@ -110,6 +111,16 @@ def espeak_tasks(name: str, max_pieces: int) -> list[FileTask]:
                                "text": texts[lang] if lang == "en" else ""},
                               1, command=("espeak-ng", "-v", voice, "--stdout", texts[lang])))
     return tasks
+
+
+BACKGROUND_CLIPS = 200
+
+
+def background_tasks(name: str, max_pieces: int) -> list[FileTask]:
+    """Noise clips from train/corpus/noise.py (our code, seeded by clip number): "background noise"."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "noise.py")
+    return [FileTask(script, f"clips/{name}/noise_{i:03d}", name, f"noise:{i}", "background noise", "background",
+                     command=(sys.executable, script, str(i))) for i in range(BACKGROUND_CLIPS)]
 
 
 def asterisk_tasks(name: str, max_pieces: int) -> list[FileTask]:
@@ -315,6 +326,8 @@ SOURCES = [
     Source("espeak-ng", ("espeak-ng", "tuxpaint-stamps-default"),
            "speech synthesis: up to 240 Tux Paint stamp descriptions read in 8 languages and 22 voice variants",
            espeak_tasks),
+    Source("synthetic-background", (), f"{BACKGROUND_CLIPS} clips of white to brown noise made by "
+           "train/corpus/noise.py (no recorded audio), captioned as background noise", background_tasks),
     Source("hydrogen-drumkits", ("hydrogen-drumkits", "hydrogen-drumkits-effects"),
            "drum-kit samples named in drumkit.xml (up to 3 velocity layers per instrument)", hydrogen_tasks),
     Source("sonic-pi-samples", ("sonic-pi-samples",), "samples whose name gives a clear label", sonic_pi_tasks),
