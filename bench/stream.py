@@ -199,8 +199,8 @@ def main(argv=None) -> int:
                                                      "(default: test)")
     p.add_argument("--source", default=None, help="only clips of this manifest source")
     p.add_argument("--per-label", type=int, default=20, help="clips per label at most")
-    # 40 scenes, 160 events: with 10 the F1 of one model moved from 0.05 to 0.35 between two
-    # sets of scenes, too noisy to compare models or thresholds.
+    # 40 scenes, 160 events: one model's F1 read 0.05 on 10 scenes and 0.20 on 20 scenes that
+    # included them; 10 are too few to compare models or thresholds.
     p.add_argument("--scenes", type=int, default=40)
     p.add_argument("--scene-seconds", type=float, default=30.0)
     p.add_argument("--events", type=int, default=4, help="events per scene")
