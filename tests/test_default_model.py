@@ -1,4 +1,4 @@
-"""Golden checks of the shipped default model on the bundled demo recording (held-out sounds)."""
+"""Golden checks of the shipped default model: the bundled demo recording (held-out sounds), an empty scene."""
 from __future__ import annotations
 
 import json
