@@ -114,7 +114,8 @@ def decide(windows: list, labels: list, on: float, off: float) -> list:
 
 def detection_scores(truth: dict, scene_windows: dict, bg_windows: list, bg_seconds: float,
                      labels: list, on: float, off: float) -> dict:
-    """Event F1 / P / R, delays p50 / p95 (s) and false alarms per hour at one threshold pair."""
+    """Event F1 / P / R, delays p50 / p95 (s), false alarms per hour and the share of the
+    background's time with some label on, at one threshold pair."""
     found, all_delays = {}, []
     for name, windows in scene_windows.items():
         events = decide(windows, labels, on, off)
