@@ -4,11 +4,12 @@
     python -m train.default_model fit       CORPUS_DIR -o clap_rt/models/default
 
 The audio tower is the pretrained aisfx CNN, the text tower the pretrained MiniLM. Their frozen
-parts run once per clip window / caption and are cached (outside the repo): the CNN's pooled
-outputs, and the MiniLM token states below the `--text-layers N` trained last layers (2 in the
-shipped model, 0 to measure a frozen text tower). What is trained is those layers, the two
-projections and the temperature: minutes instead of the days a full fine-tune would take on
-this CPU. The exact command of the shipped model is in the README's model card.
+parts run once per clip window / caption and are cached (outside the repo): the CNN's maps
+below its `--audio-blocks N` trained last blocks (1 in the shipped model; with 0, its pooled
+outputs), and the MiniLM token states below the `--text-layers N` trained last layers (2 in the
+shipped model, 0 to measure a frozen text tower). What is trained is those blocks and layers,
+the two projections and the temperature: an hour instead of the days a full fine-tune would
+take on this CPU. The exact command of the shipped model is in the README's model card.
 """
 from __future__ import annotations
 
