@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train.corpus.noise import coloured_noise  # noqa: E402
+
 DEFAULT_MANIFEST = Path.home() / ".cache" / "clap_rt" / "corpus" / "manifest.jsonl"
 
 
@@ -60,13 +63,8 @@ def read_clips(manifest: Path, splits: list[str], source: str | None, names: lis
 
 def background_noise(n: int, rate: int, rng: np.random.Generator, level: float = 0.02) -> np.ndarray:
     """Pink noise (1/f power) plus a 50 Hz hum with harmonics, RMS `level`."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / rate)
-    spec[1:] /= np.sqrt(f[1:])
-    spec[0] = 0
-    x = np.fft.irfft(spec, n)
     t = np.arange(n) / rate
-    x = x / (np.sqrt(np.mean(x ** 2)) + 1e-12) + 0.3 * sum(np.sin(2 * np.pi * 50 * k * t) / k for k in (1, 2, 3))
+    x = coloured_noise(n, 1.0, rng) + 0.3 * sum(np.sin(2 * np.pi * 50 * k * t) / k for k in (1, 2, 3))
     return (level * x / np.sqrt(np.mean(x ** 2))).astype(np.float32)
 
 

@@ -25,12 +25,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .config import ModelConfig
 from .errors import UserError, read_json_file
 
 # Prompts the user's labels must beat: what a scene sounds like when none of them happens.
 DEFAULT_BACKGROUND = ("background noise", "silence", "people talking", "room ambience", "other sounds")
-DEFAULT_ON = 0.5
-DEFAULT_OFF = 0.35
+# Without a model (a bare Thresholds()): the preset default of ModelConfig.event_thresholds.
+DEFAULT_ON, DEFAULT_OFF = ModelConfig.event_thresholds
 THRESHOLDS_FORMAT = "clap_rt.thresholds"
 
 

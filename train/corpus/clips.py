@@ -16,9 +16,10 @@ class FileTask:
     """One source recording to cut into clips.
 
     `out` is the clip path stem relative to DATA_DIR; `kind` picks the caption builder
-    ("event", "drum", "speech", "note", "background") and `args` its keyword arguments. `offset`/`length` select an
-    embedded RIFF inside a container file (length 0: the whole file). With `command`, the
-    recording is the audio file that program writes to stdout (`path` then only names it).
+    ("event", "drum", "speech", "note", "background") and `args` its keyword arguments.
+    `offset`/`length` select an embedded RIFF inside a container file (length 0: the whole
+    file). With `command`, the recording is the audio file that program writes to stdout
+    (`path` then only names it).
     """
 
     path: str
