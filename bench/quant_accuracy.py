@@ -55,6 +55,7 @@ def main(argv=None) -> int:
         sys.exit(f"bench/quant_accuracy.py: error: manifest {args.manifest} not found; build the corpus first")
     from clap_rt.checkpoints import DEFAULT_MODEL_DIR
     from clap_rt.engine.onnx_engine import OnnxEngine
+    from clap_rt.pooling import pool_windows
     from clap_rt.zeroshot import Clap
     from export.quantize import quantize
     from export.to_onnx import export
@@ -64,16 +65,15 @@ def main(argv=None) -> int:
     names = sorted(set(labels))
     y = np.array([names.index(x) for x in labels])
     lab = clap.label_embeddings(names)
-    owner = np.repeat(np.arange(len(mels)), [len(m) for m in mels])
     flat = np.concatenate(mels)
+    clip_starts = np.cumsum([len(m) for m in mels])[:-1]
 
     def embed(engine) -> np.ndarray:
         return np.concatenate([engine.embed(flat[i:i + 16]) for i in range(0, len(flat), 16)])
 
     def top1(win_emb: np.ndarray) -> float:
-        clip = np.zeros((len(mels), win_emb.shape[1]))
-        np.add.at(clip, owner, win_emb)
-        clip /= np.linalg.norm(clip, axis=1, keepdims=True)
+        """Zero-shot top-1 of clips pooled as `Clap.embed_audio` pools them."""
+        clip = np.stack([pool_windows(e, m) for e, m in zip(np.split(win_emb, clip_starts), mels)])
         return float(np.mean((clip @ lab.T).argmax(1) == y))
 
     ref = embed(clap.engine)

@@ -14,6 +14,7 @@ import torch
 
 from .audio import fit_windows, load_audio, resample, to_mono
 from .errors import UserError
+from .pooling import pool_windows, window_power
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
 
@@ -78,9 +79,10 @@ class Clap:
     def embed_windows(self, windows: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """(W, clip_samples) float32 audio at the model rate -> (W, dim) unit-norm embeddings."""
         from .frontend import log_mel
-        out = []
-        for i in range(0, len(windows), batch_size):
-            out.append(self.embed_mel(log_mel(windows[i:i + batch_size], self.frontend)))
+        return self._embed_mels(log_mel(windows, self.frontend), batch_size)
+
+    def _embed_mels(self, mel_db: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        out = [self.embed_mel(mel_db[i:i + batch_size]) for i in range(0, len(mel_db), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.config.projection.dim), np.float32)
 
     def read(self, item: AudioInput, sample_rate: int | None = None) -> np.ndarray:
@@ -91,19 +93,22 @@ class Clap:
             return resample(to_mono(item), sample_rate, self.sample_rate)
         return load_audio(item, self.sample_rate)
 
-    def embed_audio(self, items: Sequence[AudioInput], sample_rate: int | None = None) -> np.ndarray:
+    def embed_audio(self, items: Sequence[AudioInput], sample_rate: int | None = None,
+                    pooling: str = "loudest") -> np.ndarray:
         """Paths or arrays -> (N, dim) unit-norm embeddings.
 
-        Each item is cut into fixed windows of the model length (`audio.fit_windows`); the
-        window embeddings are averaged and re-normalised.
+        Each item is cut into fixed windows of the model length (`audio.fit_windows`), whose
+        embeddings are pooled into one (`pooling.pool_windows`: the loudest window, or the mean).
         """
+        from .frontend import log_mel
         if isinstance(items, (str, os.PathLike, np.ndarray)):
             items = [items]
         out = []
         for item in items:
-            wins = fit_windows(self.read(item, sample_rate), self.frontend.clip_samples)
-            e = self.embed_windows(wins).mean(axis=0)
-            out.append(e / max(float(np.linalg.norm(e)), 1e-12))
+            mel = log_mel(fit_windows(self.read(item, sample_rate), self.frontend.clip_samples), self.frontend)
+            if pooling == "loudest":       # only the chosen window needs the encoder
+                mel = mel[[int(np.argmax(window_power(mel)))]]
+            out.append(pool_windows(self._embed_mels(mel), mel, pooling))
         return np.stack(out).astype(np.float32)
 
     # --- text -------------------------------------------------------------------------
@@ -137,12 +142,12 @@ class Clap:
         return p / p.sum(axis=1, keepdims=True)
 
     def classify(self, items: Sequence[AudioInput], labels: Sequence[str], template: str | None = None,
-                 sample_rate: int | None = None) -> list[Classification]:
-        """Zero-shot classification of each item among `labels`."""
+                 sample_rate: int | None = None, pooling: str = "loudest") -> list[Classification]:
+        """Zero-shot classification of each item among `labels` (`pooling`: see `embed_audio`)."""
         if isinstance(items, (str, os.PathLike, np.ndarray)):
             items = [items]
         lab = self.label_embeddings(labels, template)
-        probs = self.probabilities(self.embed_audio(items, sample_rate), lab)
+        probs = self.probabilities(self.embed_audio(items, sample_rate, pooling), lab)
         out = []
         for item, p in zip(items, probs):
             top = int(p.argmax())

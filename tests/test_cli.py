@@ -56,6 +56,23 @@ def test_embed_then_search_round_trip(tiny_model_dir, audio_dir, tmp_path):
     assert all(h["path"] in paths for h in hits)
 
 
+def test_embed_pooling_option_matches_the_library(tiny_model_dir, audio_dir, tmp_path):
+    import soundfile as sf
+    from clap_rt.zeroshot import Clap
+    from conftest import tone
+    path = tmp_path / "fading.wav"          # a loud tone, then a faint one: the poolings disagree
+    sf.write(path, np.concatenate([tone(3000, 2.0), tone(220, 2.0, amp=0.005)]), 44100)
+    run("embed", path, "--model", tiny_model_dir, "--pooling", "mean", "-o", tmp_path / "i.npz")
+    with np.load(tmp_path / "i.npz") as z:
+        got = z["embeddings"][0]
+    clap = Clap.load(tiny_model_dir, backend="torch")
+    assert float(got @ clap.embed_audio([path], pooling="mean")[0]) > 0.99999
+    assert float(got @ clap.embed_audio([path])[0]) < 0.9999
+    p = run("embed", audio_dir, "--model", tiny_model_dir, "--pooling", "max", "--json", check_rc=2)
+    assert p.stderr.strip().splitlines()[-1] == (
+        "clap-rt embed: error: argument --pooling: invalid choice: 'max' (choose from 'loudest', 'mean')")
+
+
 @pytest.mark.parametrize("args, message", [
     (["classify", "nope.wav", "--labels", "a"], "clap-rt classify: error: nope.wav: file not found"),
     (["classify", "{audio}/low.wav", "--labels", " , "], "clap-rt classify: error: --labels: expected at least one label"),

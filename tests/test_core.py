@@ -12,6 +12,7 @@ import torch
 from clap_rt.audio import fit_windows
 from clap_rt.checkpoints import load_model, load_state_strict, save_model
 from clap_rt.errors import UserError
+from clap_rt.pooling import pool_windows, window_power
 from clap_rt.zeroshot import Clap, parse_labels
 from conftest import tone
 
@@ -85,6 +86,33 @@ def test_checkpoint_round_trip_and_strict_errors(tiny_model_dir, tmp_path):
     (out / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="expected format 'clap_rt', found 'other'"):
         load_model(out)
+
+
+def test_pool_windows_takes_the_loudest_window_by_mean_power_or_the_mean():
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
+    steady = np.full((4, 3), -10.0)                 # mean power 0.1
+    hit = np.full((4, 3), -40.0)
+    hit[0, 0] = 10.0                                # one loud bin: mean power (10 + 11e-4) / 12
+    faint = np.full((4, 3), -30.0)
+    mel = np.stack([steady, hit, faint])
+    assert np.allclose(window_power(mel), [0.1, (10 + 11e-4) / 12, 1e-3])
+    assert pool_windows(emb, mel).tolist() == [0.0, 1.0]        # the hit, though its mean dB is lowest
+    mean = emb.mean(axis=0) / np.linalg.norm(emb.mean(axis=0))
+    assert np.allclose(pool_windows(emb, mel, "mean"), mean, atol=1e-7)
+    with pytest.raises(ValueError, match="pooling: expected one of loudest, mean, got 'max'"):
+        pool_windows(emb, mel, "max")
+
+
+def test_embed_audio_pools_the_loud_window_or_all_windows(clap):
+    # 4 s: a loud 3 kHz tone, then a faint 220 Hz one -> windows at 0, 1 and 2 s (hop 1 s).
+    x = np.concatenate([tone(3000, 2.0, amp=0.5), tone(220, 2.0, amp=0.005)])
+    windows = fit_windows(x, clap.frontend.clip_samples)
+    each = clap.embed_windows(windows)                              # (3, dim)
+    loudest = clap.embed_audio([x], sample_rate=44100)[0]
+    assert float(loudest @ each[0]) > 0.99999
+    mean = each.mean(axis=0) / np.linalg.norm(each.mean(axis=0))
+    assert float(clap.embed_audio([x], sample_rate=44100, pooling="mean")[0] @ mean) > 0.99999
+    assert float(each[0] @ each[2]) < 0.999, "the test needs windows that embed differently"
 
 
 def test_text_pooling_ignores_padding_and_exclamation_marks(clap):

@@ -292,7 +292,8 @@ class Projector(torch.nn.Module):
 
     def audio_clips(self, feats: list[np.ndarray], chunk: int = 256) -> np.ndarray:
         """Per clip (W, ...) window features -> (N, dim): window embeddings averaged and
-        re-normalised, as `Clap.embed_audio` does."""
+        re-normalised (the recipe's own metric: the cached features carry no window level, so
+        it cannot pick the loudest window as `Clap.embed_audio` does)."""
         flat = np.concatenate(feats)
         emb = torch.cat([self.audio(torch.from_numpy(flat[i:i + chunk])) for i in range(0, len(flat), chunk)])
         owner = np.repeat(np.arange(len(feats)), [len(f) for f in feats])

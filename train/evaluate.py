@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from clap_rt.errors import UserError
+from clap_rt.pooling import pool_windows
 
 
 # --- metrics on embeddings -------------------------------------------------------------------
@@ -95,17 +96,16 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str | Path, titl
 # --- embedding with a model ------------------------------------------------------------------
 
 @torch.no_grad()
-def embed_clip_windows(model, features: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-    """Per clip (W, n_mels, T) dB windows -> (N, D) unit-norm clip embeddings (window mean)."""
+def embed_clip_windows(model, features: Sequence[np.ndarray], batch_size: int = 64,
+                       pooling: str = "loudest") -> np.ndarray:
+    """Per clip (W, n_mels, T) dB windows -> (N, D) unit-norm clip embeddings, pooled as
+    `clap-rt classify` pools them (`clap_rt.pooling.pool_windows`)."""
     device = next(model.parameters()).device
     wins = np.concatenate([np.asarray(f, dtype=np.float32) for f in features])
-    owner = np.repeat(np.arange(len(features)), [len(f) for f in features])
     embs = [model.encode_audio(torch.from_numpy(wins[i:i + batch_size]).to(device)).float().cpu().numpy()
             for i in range(0, len(wins), batch_size)]
-    e = np.concatenate(embs)
-    sums = np.zeros((len(features), e.shape[1]), dtype=np.float64)
-    np.add.at(sums, owner, e)
-    return (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+    e = np.split(np.concatenate(embs), np.cumsum([len(f) for f in features])[:-1])
+    return np.stack([pool_windows(x, f, pooling) for x, f in zip(e, features)])
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import sys
 
 from ..audio import find_audio_files
 from ..errors import UserError
-from .common import add_label_options, add_model_options, load_clap, read_labels
+from .common import add_label_options, add_model_options, add_pooling_option, load_clap, read_labels
 
 
 def add_parser(sub) -> None:
@@ -14,6 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (recursive)")
     add_label_options(p)
     add_model_options(p)
+    add_pooling_option(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.set_defaults(func=run)
 
@@ -28,7 +29,7 @@ def run(args) -> int:
     failed = 0
     for path in files:
         try:
-            (result,) = clap.classify([path], labels, args.template)
+            (result,) = clap.classify([path], labels, args.template, pooling=args.pooling)
         except UserError as e:
             # One bad file is reported and skipped; the others are still classified.
             print(f"clap-rt classify: error: {e}", file=sys.stderr)

@@ -4,12 +4,19 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
+from ..pooling import POOLINGS
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder (default: the bundled clap-rt-small model)")
     p.add_argument("--backend", default="auto", help="audio engine: auto, torch, onnx or trt (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all)")
+
+
+def add_pooling_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pooling", choices=POOLINGS, default="loudest",
+                   help="a file longer than the model window: embed its loudest window, or average "
+                        "all windows (steady sounds) (default: loudest)")
 
 
 def add_label_options(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from ..audio import find_audio_files
 from ..checkpoints import atomic_write_bytes
 from ..errors import UserError
-from .common import add_model_options, load_clap
+from .common import add_model_options, add_pooling_option, load_clap
 
 
 def add_parser(sub) -> None:
@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", help="write an index .npz (paths, embeddings)")
     p.add_argument("--json", action="store_true", help='one JSON object per file: {"path", "embedding"}')
     add_model_options(p)
+    add_pooling_option(p)
     p.set_defaults(func=run)
 
 
@@ -34,7 +35,7 @@ def run(args) -> int:
     paths, embs, failed = [], [], 0
     for path in files:
         try:
-            e = clap.embed_audio([path])[0]
+            e = clap.embed_audio([path], pooling=args.pooling)[0]
         except UserError as err:
             print(f"clap-rt embed: error: {err}", file=sys.stderr)
             failed += 1

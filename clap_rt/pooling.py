@@ -1,0 +1,34 @@
+"""How the windows of one clip become one clip embedding.
+
+A clip longer than the model window is cut into several windows (`audio.fit_windows`). Their
+embeddings are combined in one of two ways:
+
+- "loudest" (the default): the embedding of the window with the most mel power. A 3 s cymbal
+  sample gives a window on the hit and one on its fading tail; the tail alone sounds like
+  another cymbal, and averaging lets it pull the clip away from the hit. Chosen on the
+  left-out-soundfont validation (top-1 54.7% against 53.4% for the mean, bundled recipe).
+- "mean": the re-normalised mean of all window embeddings (steady sounds, ambiences).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+POOLINGS = ("loudest", "mean")
+
+
+def window_power(mel_db: np.ndarray) -> np.ndarray:
+    """(W, n_mels, T) dB log-mel windows -> (W,) mean mel power of each window (linear units)."""
+    m = np.asarray(mel_db, dtype=np.float64)
+    return np.mean(10.0 ** (m / 10.0), axis=(1, 2))
+
+
+def pool_windows(window_emb: np.ndarray, mel_db: np.ndarray, pooling: str = "loudest") -> np.ndarray:
+    """(W, D) unit-norm window embeddings of one clip and its (W, n_mels, T) dB windows ->
+    (D,) unit-norm clip embedding. `pooling`: one of POOLINGS."""
+    if pooling == "loudest":
+        e = window_emb[int(np.argmax(window_power(mel_db)))]
+    elif pooling == "mean":
+        e = window_emb.mean(axis=0)
+    else:
+        raise ValueError(f"pooling: expected one of {', '.join(POOLINGS)}, got {pooling!r}")
+    return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)
