@@ -3,10 +3,10 @@
 A clip longer than the model window is cut into several windows (`audio.fit_windows`). Their
 embeddings are combined in one of two ways:
 
-- "loudest" (the default): the embedding of the window with the most mel power. A 3 s cymbal
-  sample gives a window on the hit and one on its fading tail; the tail alone sounds like
-  another cymbal, and averaging lets it pull the clip away from the hit. Chosen on the
-  left-out-soundfont validation (top-1 54.7% against 53.4% for the mean, bundled recipe).
+- "loudest" (the default): the embedding of the window with the most mel power. A 3 s drum
+  sample gives a window on the hit and one on its fading tail; averaged in, the tail dilutes
+  the sound that names the clip. Chosen on the left-out-soundfont validation (bundled recipe:
+  zero-shot top-1 54.7% against 53.4% for the mean; README, *Loudest window*).
 - "mean": the re-normalised mean of all window embeddings (steady sounds, ambiences).
 """
 from __future__ import annotations
