@@ -170,6 +170,27 @@ def test_mixed_copies_add_a_partner_clip_at_most_6_db_under():
     assert recipe.clip_copies(clip, "clips/x.wav", 2, mix=1.0, partner=None)[0].shape == clip.shape
 
 
+def test_placed_copies_hold_the_clip_once_in_silence():
+    rng = np.random.default_rng(0)
+    hit = np.linspace(1.0, 2.0, 22_050, dtype=np.float32)   # 0.5 s, no zero sample
+    starts = set()
+    for _ in range(50):
+        out = recipe.place_in_window(hit, 88_200, rng)
+        assert out.shape == (88_200,)
+        start = int(np.flatnonzero(out)[0])
+        kept = min(len(hit), 88_200 - start)
+        assert np.array_equal(out[start:start + kept], hit[:kept]), "not the clip, once"
+        assert not out[start + kept:].any() and kept >= len(hit) // 2
+        starts.add(start)
+    assert len(starts) > 40 and max(starts) > 70_000, "offsets not spread over the window"
+    long = np.linspace(1.0, 2.0, 132_300, dtype=np.float32)  # 3 s, longer than the window: cut, not repeated
+    out = recipe.place_in_window(long, 88_200, np.random.default_rng(1))
+    start = int(np.flatnonzero(out)[0])
+    assert start <= 44_100 and np.array_equal(out[start:], long[:88_200 - start])
+    copies = recipe.clip_copies(hit, "clips/x.wav", 4, place=1.0, window=88_200)
+    assert all(c.shape == (88_200,) for c in copies)
+
+
 def test_recipe_tunes_only_the_last_cnn_block(tmp_path, monkeypatch):
     monkeypatch.setattr(recipe, "CACHE", tmp_path / "cache")
     make_corpus(tmp_path, np.random.default_rng(0))

@@ -97,11 +97,12 @@ def random_eq(audio: np.ndarray, max_db: float, rng: np.random.Generator, sample
 def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0,
                 sample_rate: int = 44100, noise: float = 0.0, eq_db: float = 0.0,
                 mix: float = 0.0, partner: Callable[[np.random.Generator], np.ndarray] | None = None,
-                ) -> list[np.ndarray]:
+                place: float = 0.0, window: int = 88_200) -> list[np.ndarray]:
     """`copies` altered versions of a (T,) clip, drawn by a generator seeded with `key` (the
     same copies on every run): each played up to `semitones` faster or slower (pitch and
     length change together, as a differently tuned drum or a tape at another speed would);
-    through a `random_eq` of up to +-`eq_db` dB; with probability `noise` mixed with coloured
+    through a `random_eq` of up to +-`eq_db` dB; with probability `place` set alone into a
+    `window`-sample stretch of silence (see `place_in_window`); with probability `noise` mixed with coloured
     noise at NOISE_SNR_DB; then its peak set to a level drawn from LEVEL_RANGE_DB (dBFS).
     First of all, with probability `mix`, the clip is summed with `partner(rng)`, another clip
     of its label (a new sound of the class: two crash cymbals struck together are a crash),
@@ -121,6 +122,8 @@ def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0
             version = soxr.resample(version, sample_rate * speed, sample_rate)
         if eq_db:
             version = random_eq(version, eq_db, rng, sample_rate)
+        if place and rng.random() < place:
+            version = place_in_window(version, window, rng)
         if noise and rng.random() < noise:
             # SNR against the clip's loud part (10 ms frames within 20 dB of its peak frame), so
             # a short hit padded with silence is not drowned by its own padding's share.
@@ -134,6 +137,19 @@ def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0
     return out
 
 
+def place_in_window(audio: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
+    """(T,) clip -> (window,): the clip once, starting at a random offset in silence, cut at the
+    window's end (at most half of it, or of the window, lost). A stream window holds one hit
+    wherever it fell, with background around it, whereas `fit_windows` repeats a short file
+    to fill the window: copies placed this way show the model what the detector sees."""
+    n = min(len(audio), window)
+    start = int(rng.integers(0, window - n // 2 + 1))
+    out = np.zeros(window, dtype=np.float32)
+    piece = audio[:window - start]
+    out[start:start + len(piece)] = piece
+    return out
+
+
 def _save_npz(path: Path, **arrays) -> None:
     import io
     buf = io.BytesIO()
@@ -143,7 +159,8 @@ def _save_npz(path: Path, **arrays) -> None:
 
 def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blocks: int,
                          shard: int = 256, copies: int = 0, semitones: float = 0.0,
-                         noise: float = 0.0, eq_db: float = 0.0, mix: float = 0.0) -> dict[str, np.ndarray]:
+                         noise: float = 0.0, eq_db: float = 0.0, mix: float = 0.0,
+                         place: float = 0.0) -> dict[str, np.ndarray]:
     """Per clip path, the frozen part of the audio tower on each window, in resumable shards:
     pooled outputs (W, out_dim) when every block is frozen, else the (W, C, T', F') maps
     after `frozen_blocks` blocks (float16). With `copies` > 0, the windows of that many
@@ -169,7 +186,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     parts = [cnn.pooling if all_frozen else f"block{frozen_blocks}"]
     parts += [f"bands{cnn.freq_bands}"] if all_frozen and cnn.freq_bands > 1 else []
     parts += [f"level{cnn.level_ref_db:g}"] if cnn.level_ref_db is not None else []
-    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db), ("mix", mix)) if value]
+    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db), ("mix", mix), ("place", place)) if value]
     out_dir = CACHE / ("audio-" + "-".join(parts))
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
@@ -200,7 +217,8 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
             wins, owner = [], []
             for i, p in enumerate(chunk):
                 clip = load_audio(corpus / p, fe.sample_rate)
-                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise, eq_db, mix, partner_of(p)) if copies else [clip]):
+                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise, eq_db, mix, partner_of(p),
+                                                         place, fe.clip_samples) if copies else [clip]):
                     w = clip_windows(version, fe.clip_samples)
                     wins.append(w)
                     owner += [i] * len(w)
@@ -437,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="copies pass through a random equaliser of up to +-DB dB (see EQ_ANCHORS_HZ; default: 0)")
     p.add_argument("--copy-mix", type=float, default=0.0,
                    help="probability that a copy is mixed with another clip of its label, source and split")
+    p.add_argument("--copy-place", type=float, default=0.0,
+                   help="probability that a copy is set once into a window of silence, as a stream sees a hit")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     p.add_argument("--event-thresholds", default=None, metavar="ON,OFF",
                    help="`clap-rt listen` defaults stored with the model, chosen on validation scenes with "
@@ -468,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     # Copies of every clip that may be trained on (train, and val for --with-val).
     copy_feats = cache_audio_features(args.corpus, split["train"] + split["val"], model, frozen,
                                       copies=args.copies, semitones=args.copy_semitones,
-                                      noise=args.copy_noise, eq_db=args.copy_eq, mix=args.copy_mix) if args.copies else {}
+                                      noise=args.copy_noise, eq_db=args.copy_eq, mix=args.copy_mix,
+                                      place=args.copy_place) if args.copies else {}
     if args.stage == "features":
         return 0
     if args.val_source:
@@ -512,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             "copies": args.copies, "copy_level_range_db": list(LEVEL_RANGE_DB),
             "copy_semitones": args.copy_semitones, "copy_noise": args.copy_noise,
             "copy_noise_snr_db": list(NOISE_SNR_DB), "copy_eq_db": args.copy_eq, "copy_mix": args.copy_mix,
+            "copy_place": args.copy_place,
             "pooling": args.pooling, "freq_bands": model.config.audio.sfx_cnn.freq_bands,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
