@@ -96,8 +96,7 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str | Path, titl
 # --- embedding with a model ------------------------------------------------------------------
 
 @torch.no_grad()
-def embed_clip_windows(model, features: Sequence[np.ndarray], batch_size: int = 64,
-                       pooling: str = "loudest") -> np.ndarray:
+def embed_clip_windows(model, features: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
     """Per clip (W, n_mels, T) dB windows -> (N, D) unit-norm clip embeddings, pooled as
     `clap-rt classify` pools them (`clap_rt.pooling.pool_windows`)."""
     device = next(model.parameters()).device
@@ -105,7 +104,7 @@ def embed_clip_windows(model, features: Sequence[np.ndarray], batch_size: int = 
     embs = [model.encode_audio(torch.from_numpy(wins[i:i + batch_size]).to(device)).float().cpu().numpy()
             for i in range(0, len(wins), batch_size)]
     e = np.split(np.concatenate(embs), np.cumsum([len(f) for f in features])[:-1])
-    return np.stack([pool_windows(x, f, pooling) for x, f in zip(e, features)])
+    return np.stack([pool_windows(x, f) for x, f in zip(e, features)])
 
 
 @torch.no_grad()
