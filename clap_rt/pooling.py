@@ -22,13 +22,18 @@ def window_power(mel_db: np.ndarray) -> np.ndarray:
     return np.mean(10.0 ** (m / 10.0), axis=(1, 2))
 
 
+def selected_windows(mel_db: np.ndarray, pooling: str = "loudest") -> np.ndarray:
+    """(W, n_mels, T) dB windows of one clip -> indices of the windows whose embeddings make
+    the clip's (`pooling`: one of POOLINGS), so that callers encode only those."""
+    if pooling == "loudest":
+        return np.array([int(np.argmax(window_power(mel_db)))])
+    if pooling == "mean":
+        return np.arange(len(mel_db))
+    raise ValueError(f"pooling: expected one of {', '.join(POOLINGS)}, got {pooling!r}")
+
+
 def pool_windows(window_emb: np.ndarray, mel_db: np.ndarray, pooling: str = "loudest") -> np.ndarray:
     """(W, D) unit-norm window embeddings of one clip and its (W, n_mels, T) dB windows ->
-    (D,) unit-norm clip embedding. `pooling`: one of POOLINGS."""
-    if pooling == "loudest":
-        e = window_emb[int(np.argmax(window_power(mel_db)))]
-    elif pooling == "mean":
-        e = window_emb.mean(axis=0)
-    else:
-        raise ValueError(f"pooling: expected one of {', '.join(POOLINGS)}, got {pooling!r}")
+    (D,) unit-norm clip embedding: the re-normalised mean of the `selected_windows`."""
+    e = window_emb[selected_windows(mel_db, pooling)].mean(axis=0)
     return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)

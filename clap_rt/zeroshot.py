@@ -14,7 +14,7 @@ import torch
 
 from .audio import fit_windows, load_audio, resample, to_mono
 from .errors import UserError
-from .pooling import pool_windows, window_power
+from .pooling import pool_windows, selected_windows
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
 
@@ -106,9 +106,8 @@ class Clap:
         out = []
         for item in items:
             mel = log_mel(fit_windows(self.read(item, sample_rate), self.frontend.clip_samples), self.frontend)
-            if pooling == "loudest":       # only the chosen window needs the encoder
-                mel = mel[[int(np.argmax(window_power(mel)))]]
-            out.append(pool_windows(self._embed_mels(mel), mel, pooling))
+            mel = mel[selected_windows(mel, pooling)]      # only these windows need the encoder
+            out.append(pool_windows(self._embed_mels(mel), mel, "mean"))
         return np.stack(out).astype(np.float32)
 
     # --- text -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from clap_rt.errors import UserError
-from clap_rt.pooling import pool_windows
+from clap_rt.pooling import pool_windows, selected_windows
 
 
 # --- metrics on embeddings -------------------------------------------------------------------
@@ -100,11 +100,12 @@ def embed_clip_windows(model, features: Sequence[np.ndarray], batch_size: int = 
     """Per clip (W, n_mels, T) dB windows -> (N, D) unit-norm clip embeddings, pooled as
     `clap-rt classify` pools them (`clap_rt.pooling.pool_windows`)."""
     device = next(model.parameters()).device
-    wins = np.concatenate([np.asarray(f, dtype=np.float32) for f in features])
+    chosen = [np.asarray(f, dtype=np.float32)[selected_windows(f)] for f in features]   # only these are encoded
+    wins = np.concatenate(chosen)
     embs = [model.encode_audio(torch.from_numpy(wins[i:i + batch_size]).to(device)).float().cpu().numpy()
             for i in range(0, len(wins), batch_size)]
-    e = np.split(np.concatenate(embs), np.cumsum([len(f) for f in features])[:-1])
-    return np.stack([pool_windows(x, f) for x, f in zip(e, features)])
+    e = np.split(np.concatenate(embs), np.cumsum([len(c) for c in chosen])[:-1])
+    return np.stack([pool_windows(x, c, "mean") for x, c in zip(e, chosen)])
 
 
 @torch.no_grad()
