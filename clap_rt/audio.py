@@ -48,20 +48,32 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     return resample(to_mono(data), sr, sample_rate)
 
 
-def fit_windows(audio: np.ndarray, window: int, hop: int | None = None) -> np.ndarray:
+# How a clip shorter than the model window fills it (see fit_windows; ModelConfig.short_clips).
+SHORT_CLIPS = ("repeat", "centre")
+
+
+def fit_windows(audio: np.ndarray, window: int, hop: int | None = None, short: str = "repeat") -> np.ndarray:
     """Cut (n,) audio into fixed windows -> (W, window) float32. Deterministic, no random crop.
 
-    Short clips are repeated (then zero-padded) to one window; long clips give windows every
-    `hop` samples (default window // 2) plus one window aligned to the end, so every sample is
-    covered and the same file always yields the same windows.
+    A clip shorter than the window gives one window: with `short="repeat"` the clip repeated
+    (then zero-padded) to fill it, with `short="centre"` the clip once in the middle of silence,
+    as a stream window holds a single hit. Long clips give windows every `hop` samples
+    (default window // 2) plus one window aligned to the end, so every sample is covered and
+    the same file always yields the same windows.
     """
+    if short not in SHORT_CLIPS:
+        raise ValueError(f"short: expected one of {SHORT_CLIPS}, got {short!r}")
     n = audio.shape[0]
     if n == 0:
         raise ValueError("audio: expected at least one sample")
     if n <= window:
-        reps = window // n
         out = np.zeros(window, dtype=np.float32)
-        out[: reps * n] = np.tile(audio, reps)
+        if short == "centre":
+            start = (window - n) // 2
+            out[start:start + n] = audio
+        else:
+            reps = window // n
+            out[: reps * n] = np.tile(audio, reps)
         return out[None]
     hop = hop or window // 2
     starts = list(range(0, n - window + 1, hop))

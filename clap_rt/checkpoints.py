@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .audio import SHORT_CLIPS
 from .config import ModelConfig
 from .errors import UserError, read_json_file
 from .model import CLAP
@@ -111,7 +112,11 @@ def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
                          f"{path}: not a clap_rt model folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
     if doc.get("format") != FORMAT:
         raise UserError(f"{path / CONFIG_FILE}: expected format {FORMAT!r}, found {doc.get('format')!r}")
-    return ModelConfig.from_dict(doc["model"]), doc.get("meta", {})
+    cfg = ModelConfig.from_dict(doc["model"])
+    if cfg.short_clips not in SHORT_CLIPS:
+        raise UserError(f"{path / CONFIG_FILE}: short_clips: expected one of {', '.join(SHORT_CLIPS)}, "
+                        f"found {cfg.short_clips!r}")
+    return cfg, doc.get("meta", {})
 
 
 def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

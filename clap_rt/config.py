@@ -159,6 +159,9 @@ class ModelConfig:
     # sits on background depends on the model (its logit scale, its training noise), so the
     # thresholds that suit one model do not suit another; `--on/--off` and files override.
     event_thresholds: tuple = (0.5, 0.35)
+    # How a file shorter than the window becomes one window (`audio.fit_windows`): "repeat"
+    # it, or "centre" it once in silence; a model is read the way it was trained.
+    short_clips: str = "repeat"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

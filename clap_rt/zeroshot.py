@@ -105,7 +105,8 @@ class Clap:
             items = [items]
         out = []
         for item in items:
-            mel = log_mel(fit_windows(self.read(item, sample_rate), self.frontend.clip_samples), self.frontend)
+            wins = fit_windows(self.read(item, sample_rate), self.frontend.clip_samples, short=self.config.short_clips)
+            mel = log_mel(wins, self.frontend)
             mel = mel[selected_windows(mel, pooling)]      # only these windows need the encoder
             out.append(pool_windows(self._embed_mels(mel), mel, "mean"))
         return np.stack(out).astype(np.float32)

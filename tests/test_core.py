@@ -53,22 +53,49 @@ def test_fit_windows_repeat_pads_and_covers_long_clips():
     assert [int(r[0]) for r in w] == [0, 2, 4, 6]
     w = fit_windows(np.arange(11, dtype=np.float32), 4)   # end-aligned last window
     assert [int(r[0]) for r in w] == [0, 2, 4, 6, 7]
+    assert fit_windows(short, 8, short="centre").tolist() == [[0, 0, 1, 2, 3, 0, 0, 0]]
+    assert fit_windows(long, 4, short="centre").tolist() == w[:4].tolist()    # long clips: unchanged
+    with pytest.raises(ValueError, match="short: expected one of \\('repeat', 'centre'\\), got 'tile'"):
+        fit_windows(short, 8, short="tile")
+
+
+def test_embed_audio_fills_short_clips_as_the_model_was_trained(clap):
+    x = tone(1000, 0.5, amp=0.3)                                    # a quarter of the 2 s window
+    W = clap.frontend.clip_samples
+    repeated = clap.embed_audio([x], sample_rate=44100)[0]
+    assert float(repeated @ clap.embed_windows(fit_windows(x, W))[0]) > 0.99999
+    clap.config.short_clips = "centre"
+    try:
+        centred = clap.embed_audio([x], sample_rate=44100)[0]
+    finally:
+        clap.config.short_clips = "repeat"
+    silence = np.zeros(W, np.float32)
+    silence[(W - len(x)) // 2:][:len(x)] = x
+    assert float(centred @ clap.embed_windows(silence[None])[0]) > 0.99999
+    assert float(centred @ repeated) < 0.9999, "the test needs fills that embed differently"
 
 
 def test_checkpoint_round_trip_and_strict_errors(tiny_model_dir, tmp_path):
     model, tok = load_model(tiny_model_dir)
-    model.config.event_thresholds = (0.7, 0.49)
+    model.config.event_thresholds, model.config.short_clips = (0.7, 0.49), "centre"
     out = save_model(model, tmp_path / "copy", tok)
     again, _ = load_model(out)
     assert again.config == model.config and again.config.event_thresholds == (0.7, 0.49)
+    assert again.config.short_clips == "centre"
     mel = torch.randn(2, model.config.frontend.n_mels, 40)
     with torch.no_grad():
         assert torch.equal(model.encode_audio(mel), again.encode_audio(mel))
     # A config written before a field existed loads with the field's default.
     cfg = json.loads((out / "config.json").read_text())
-    del cfg["model"]["event_thresholds"]
+    del cfg["model"]["event_thresholds"], cfg["model"]["short_clips"]
     (out / "config.json").write_text(json.dumps(cfg))
     assert load_model(out)[0].config.event_thresholds == (0.5, 0.35)
+    assert load_model(out)[0].config.short_clips == "repeat"
+    cfg["model"]["short_clips"] = "tile"
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError) as e:
+        load_model(out)
+    assert str(e.value) == f"{out / 'config.json'}: short_clips: expected one of repeat, centre, found 'tile'"
     # Saved files get the permissions of any new file, not mkstemp's private 0600.
     umask = os.umask(0)
     os.umask(umask)

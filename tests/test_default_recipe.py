@@ -84,8 +84,12 @@ def test_val_source_is_left_out_of_training_and_scored(tmp_path, monkeypatch, ca
     make_corpus(tmp_path, np.random.default_rng(0))
     out = tmp_path / "model"
     assert recipe.main(["fit", str(tmp_path), "-o", str(out), "--steps", "40", "--batch", "3",
-                        "--threads", "2", "--val-source", "synth-train-b", "--event-thresholds", "0.7,0.49"]) == 0
-    assert load_model(out)[0].config.event_thresholds == (0.7, 0.49)
+                        "--threads", "2", "--val-source", "synth-train-b", "--event-thresholds", "0.7,0.49",
+                        "--short-clips", "centre"]) == 0
+    config = load_model(out)[0].config
+    assert config.event_thresholds == (0.7, 0.49) and config.short_clips == "centre"
+    # The 1.5 s clips were cached centred in their 2 s windows, apart from repeated ones.
+    assert [d.name for d in (tmp_path / "cache").glob("audio-*")] == ["audio-meanmax-bands6-shortcentre"]
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["val_source"] == "synth-train-b"
     assert meta["clips"]["train"] == 6 and meta["clips"]["val"] == 6, meta["clips"]

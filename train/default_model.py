@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clap_rt.audio import fit_windows, load_audio
+from clap_rt.audio import SHORT_CLIPS, fit_windows, load_audio
 from clap_rt.checkpoints import atomic_write_bytes, pretrained_text_state, save_model
 from clap_rt.config import small_default
 from clap_rt.frontend import log_mel
@@ -75,9 +75,10 @@ def base_model(pooling: str = "meanmax", level_ref_db: float | None = None, seed
     return model.eval()
 
 
-def clip_windows(audio: np.ndarray, window: int) -> np.ndarray:
-    """At most MAX_WINDOWS windows of a clip, evenly spread (first and last included)."""
-    wins = fit_windows(audio, window, hop=window // 2)
+def clip_windows(audio: np.ndarray, window: int, short: str = "repeat") -> np.ndarray:
+    """At most MAX_WINDOWS windows of a clip, evenly spread (first and last included); a clip
+    shorter than the window fills it as `fit_windows(short=...)` does."""
+    wins = fit_windows(audio, window, hop=window // 2, short=short)
     if len(wins) <= MAX_WINDOWS:
         return wins
     idx = np.linspace(0, len(wins) - 1, MAX_WINDOWS).round().astype(int)
@@ -186,6 +187,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     parts = [cnn.pooling if all_frozen else f"block{frozen_blocks}"]
     parts += [f"bands{cnn.freq_bands}"] if all_frozen and cnn.freq_bands > 1 else []
     parts += [f"level{cnn.level_ref_db:g}"] if cnn.level_ref_db is not None else []
+    parts += [f"short{model.config.short_clips}"] if model.config.short_clips != "repeat" else []
     parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db), ("mix", mix), ("place", place)) if value]
     out_dir = CACHE / ("audio-" + "-".join(parts))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +221,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
                 clip = load_audio(corpus / p, fe.sample_rate)
                 for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise, eq_db, mix, partner_of(p),
                                                          place, fe.clip_samples) if copies else [clip]):
-                    w = clip_windows(version, fe.clip_samples)
+                    w = clip_windows(version, fe.clip_samples, model.config.short_clips)
                     wins.append(w)
                     owner += [i] * len(w)
             wins = np.concatenate(wins)
@@ -458,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--copy-place", type=float, default=0.0,
                    help="probability that a copy is set once into a window of silence, as a stream sees a hit")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
+    p.add_argument("--short-clips", choices=SHORT_CLIPS, default="repeat",
+                   help="a clip shorter than the window fills it repeated or once centred in silence, in "
+                        "training and, stored with the model, in `clap-rt classify` (default: repeat)")
     p.add_argument("--event-thresholds", default=None, metavar="ON,OFF",
                    help="`clap-rt listen` defaults stored with the model, chosen on validation scenes with "
                         "bench/stream.py --sweep (default: the preset's)")
@@ -481,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     if args.event_thresholds is not None:
         model.config.event_thresholds = (on, off)
+    model.config.short_clips = args.short_clips
     tokenizer = TextTokenizer.from_dir(pretrained_tokenizer_dir(model.config), model.config.text)
     frozen = len(model.audio.blocks) - args.audio_blocks
     audio = cache_audio_features(args.corpus, rows, model, frozen)
@@ -533,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             "copies": args.copies, "copy_level_range_db": list(LEVEL_RANGE_DB),
             "copy_semitones": args.copy_semitones, "copy_noise": args.copy_noise,
             "copy_noise_snr_db": list(NOISE_SNR_DB), "copy_eq_db": args.copy_eq, "copy_mix": args.copy_mix,
-            "copy_place": args.copy_place,
+            "copy_place": args.copy_place, "short_clips": args.short_clips,
             "pooling": args.pooling, "freq_bands": model.config.audio.sfx_cnn.freq_bands,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
