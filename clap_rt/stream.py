@@ -81,7 +81,8 @@ class ClapStream:
     """Continuous zero-shot scoring of an audio stream with a `Clap` model.
 
     clap: anything with `frontend` (FrontendConfig), `embed_mel((B, n_mels, T)) -> (B, D)`,
-    `label_embeddings(texts, template) -> (N, D)` and `logit_scale`.
+    `label_embeddings(texts, template) -> (N, D)` and `logit_scale` (and, optionally, `config`
+    whose `short_clips` says how a stream shorter than one window fills it).
     labels: the user's labels; background: prompts the labels compete with (open set).
     input_rate: Hz of the audio given to `accept_waveform`.
     hop / window: seconds between windows / window length (None: the model's).
@@ -92,6 +93,7 @@ class ClapStream:
                  template: Optional[str] = None, frontend_backend: str = "auto"):
         self.clap = clap
         self.fe: FrontendConfig = clap.frontend
+        self.short_clips = getattr(getattr(clap, "config", None), "short_clips", "repeat")
         self.labels = list(labels)
         self.background = [b for b in background if b not in self.labels]
         if input_rate <= 0:
@@ -186,6 +188,17 @@ class ClapStream:
         full = self._full_windows()
         return full if full else int(self._tail_pending())
 
+    def _fill_window(self, mel: np.ndarray) -> np.ndarray:
+        """(n_mels, k < W) frames -> (n_mels, W), as `fit_windows` fills a short file for this
+        model (its `short_clips`): the frames repeated, or centred among frames of silence."""
+        W = self.window_frames
+        if self.short_clips == "centre":
+            out = np.full((mel.shape[0], W), 10 * np.log10(self.fe.amin), np.float32)
+            start = (W - mel.shape[1]) // 2
+            out[:, start:start + mel.shape[1]] = mel
+            return out
+        return np.tile(mel, (1, -(-W // mel.shape[1])))[:, :W]
+
     def pop_window(self) -> Window:
         """The oldest ready window (raises if none is ready)."""
         W, fe = self.window_frames, self.fe
@@ -196,8 +209,8 @@ class ClapStream:
         elif self._tail_pending():
             f0 = max(0, self._frames_total - W)
             mel = self._frames[:, f0 - self._first:]
-            if mel.shape[1] < W:     # a stream shorter than one window: repeat it, as fit_windows does
-                mel = np.tile(mel, (1, -(-W // mel.shape[1])))[:, :W]
+            if mel.shape[1] < W:     # a stream shorter than one window fills it as a short file does
+                mel = self._fill_window(mel)
             new_frames = self._frames_total - self._covered()
             self._tail_done = True
         else:

@@ -109,7 +109,7 @@ def test_resampled_input_matches_offline_resampling(tiny_clap):
     assert mel_diff <= 0.05 and diff <= 1e-3, f"mel diff {mel_diff} dB, score diff {diff}"
 
 
-def test_short_stream_gives_one_tiled_window_and_reset_restarts(tiny_clap):
+def test_short_stream_gives_one_filled_window_and_reset_restarts(tiny_clap):
     stream = ClapStream(tiny_clap, LABELS, FE.sample_rate, hop=0.25, background=BACKGROUND)
     audio = soundscape([], 0.3)
     stream.accept_waveform(audio)
@@ -126,6 +126,17 @@ def test_short_stream_gives_one_tiled_window_and_reset_restarts(tiny_clap):
     stream.reset()
     stream.accept_waveform(soundscape([], 1.2))
     assert stream.windows_ready == 1 and stream.pop_window().start == 0.0
+
+    tiny_clap.config.short_clips = "centre"      # a model trained on short clips centred in silence
+    try:
+        stream = ClapStream(tiny_clap, LABELS, FE.sample_rate, hop=0.25, background=BACKGROUND)
+    finally:
+        tiny_clap.config.short_clips = "repeat"
+    stream.accept_waveform(audio)
+    stream.input_finished()
+    w, start = stream.pop_window(), (W - mel.shape[1]) // 2
+    np.testing.assert_array_equal(w.mel[:, start:start + mel.shape[1]], mel)
+    assert (w.mel[:, :start] == 10 * np.log10(FE.amin)).all() and (w.mel[:, start + mel.shape[1]:] == -100).all()
 
 
 def test_frame_buffer_is_bounded_by_one_window_plus_a_hop(tiny_clap):
