@@ -27,8 +27,8 @@ def test_windows(manifest: Path, clap, max_clips: int) -> tuple[list[str], list[
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r.get("split") == "test"][:max_clips]
     fe = clap.frontend
-    mels = [log_mel(fit_windows(load_audio(manifest.parent / r["path"], fe.sample_rate), fe.clip_samples), fe)
-            for r in rows]
+    mels = [log_mel(fit_windows(load_audio(manifest.parent / r["path"], fe.sample_rate), fe.clip_samples,
+                                short=clap.config.short_clips), fe) for r in rows]
     return [r["label"] for r in rows], mels
 
 

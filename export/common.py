@@ -62,7 +62,7 @@ def calibration_windows(folder: str | Path, cfg: ModelConfig, max_windows: int =
     wins = []
     for i in pick:
         try:
-            wins.extend(fit_windows(load_audio(files[i], fe.sample_rate), fe.clip_samples))
+            wins.extend(fit_windows(load_audio(files[i], fe.sample_rate), fe.clip_samples, short=cfg.short_clips))
         except UserError:
             continue
     if not wins:

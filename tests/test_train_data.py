@@ -80,6 +80,12 @@ def test_feature_cache_matches_frontend_and_rebuilds(tmp_path):
     assert np.array_equal(np.asarray(cache.get(clip)), got)
     other = FeatureCache(FrontendConfig(**{**fe.__dict__, "n_mels": 8}), tmp_path / "cache")
     assert other.file_for(clip).parent != path.parent    # another recipe, another folder
+    short = Clip(path=str(tmp_path / "x.wav"), captions=["x"], start=0.0, end=0.2)     # under one window
+    centred = FeatureCache(fe, tmp_path / "cache", short="centre")
+    assert centred.file_for(short).parent == path.parent.with_name(path.parent.name + "-shortcentre")
+    ref = log_mel(fit_windows(audio[:1600], fe.clip_samples, short="centre"), fe)
+    assert np.abs(np.asarray(centred.get(short)) - ref).max() < 1e-4
+    assert np.abs(np.asarray(cache.get(short)) - ref).max() > 1.0, "the test needs fills that differ"
 
 
 def test_power_domain_mixing_and_gain():

@@ -152,11 +152,17 @@ def default_cache_dir(fe: FrontendConfig) -> Path:
 
 
 class FeatureCache:
-    """(W, n_mels, T) dB windows per clip, computed once and memory-mapped afterwards."""
+    """(W, n_mels, T) dB windows per clip, computed once and memory-mapped afterwards.
 
-    def __init__(self, fe: FrontendConfig, cache_dir: str | os.PathLike | None = None, threads: int = 1):
-        self.fe = fe
-        self.dir = Path(cache_dir) / frontend_hash(fe) if cache_dir else default_cache_dir(fe)
+    `short`: how a clip shorter than the window fills it (`fit_windows`; the model's
+    `short_clips`); windows of centred clips are cached apart from repeated ones.
+    """
+
+    def __init__(self, fe: FrontendConfig, cache_dir: str | os.PathLike | None = None, threads: int = 1,
+                 short: str = "repeat"):
+        self.fe, self.short = fe, short
+        folder = Path(cache_dir) / frontend_hash(fe) if cache_dir else default_cache_dir(fe)
+        self.dir = folder if short == "repeat" else folder.with_name(f"{folder.name}-short{short}")
         self.threads = threads
 
     def file_for(self, clip: Clip) -> Path:
@@ -178,7 +184,7 @@ class FeatureCache:
         if b <= a:
             raise UserError(f"{clip.path}: clip [{clip.start}, {clip.end}] s is outside the file "
                             f"({audio.shape[0] / sr:.2f} s)")
-        return log_mel(fit_windows(audio[a:b], self.fe.clip_samples), self.fe, threads=self.threads)
+        return log_mel(fit_windows(audio[a:b], self.fe.clip_samples, short=self.short), self.fe, threads=self.threads)
 
     def get(self, clip: Clip) -> np.ndarray:
         """Cached windows of `clip`, rebuilt (atomically) when missing."""

@@ -102,7 +102,8 @@ def teacher_audio_embeddings(teacher, clips, cfg: DistillConfig, device) -> torc
     rank, world = world_info()
     path = Path(cfg.out_dir) / "teacher_audio.npy"
     if rank == 0:
-        cache = FeatureCache(teacher.config.frontend, cfg.data.cache_dir, cfg.data.feature_threads)
+        cache = FeatureCache(teacher.config.frontend, cfg.data.cache_dir, cfg.data.feature_threads,
+                             teacher.config.short_clips)
         emb = embed_clip_windows(teacher.to(device).eval(), cache.load_all(clips, progress=cfg.progress))
         np.save(path, emb)
     if world > 1:
@@ -131,7 +132,7 @@ def distill(cfg: DistillConfig) -> dict:
     teacher, tokenizer = load_model(cfg.distill.teacher)
     student = build_student(teacher, cfg.model)
     rank, world = world_info()
-    batches, evaluate = prepare_data(cfg, student.config.frontend, tokenizer, world, rank)
+    batches, evaluate = prepare_data(cfg, student.config, tokenizer, world, rank)
     targets = teacher_audio_embeddings(teacher, batches.clips, cfg, device)
     del teacher
     return fit(Trainer(cfg, student, tokenizer, DistillStep(student, targets, cfg.distill), batches, device, evaluate))

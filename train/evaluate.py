@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--template: expected a '{{}}' placeholder, got {args.template!r}")
         model, tokenizer = load_model(args.model)
         clips = select_split(read_manifest(args.manifest), args.split, args.manifest)
-        features = FeatureCache(model.config.frontend, args.cache_dir).load_all(clips, progress=True)
+        cache = FeatureCache(model.config.frontend, args.cache_dir, short=model.config.short_clips)
+        features = cache.load_all(clips, progress=True)
         scores = evaluate_clips(model, tokenizer, clips, features, args.template, args.confusion)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

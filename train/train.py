@@ -335,7 +335,7 @@ class Trainer:
 
 # --- entry point -----------------------------------------------------------------------------
 
-def prepare_data(cfg: TrainConfig, fe, tokenizer, world: int, rank: int):
+def prepare_data(cfg: TrainConfig, model_cfg, tokenizer, world: int, rank: int):
     """(TrainBatches, evaluate fn or None); rank 0 builds missing cache files first."""
     from .augment import Augmenter
     from .data import FeatureCache, TrainBatches, read_manifest, select_split
@@ -343,7 +343,7 @@ def prepare_data(cfg: TrainConfig, fe, tokenizer, world: int, rank: int):
     clips = read_manifest(cfg.data.manifest)
     train_clips = select_split(clips, cfg.data.train_split, cfg.data.manifest)
     eval_clips = select_split(clips, cfg.data.eval_split, cfg.data.manifest) if cfg.data.eval_split else []
-    cache = FeatureCache(fe, cfg.data.cache_dir, cfg.data.feature_threads)
+    cache = FeatureCache(model_cfg.frontend, cfg.data.cache_dir, cfg.data.feature_threads, model_cfg.short_clips)
     if rank == 0:
         cache.load_all(train_clips + eval_clips, progress=cfg.progress)
     if world > 1:
@@ -396,7 +396,7 @@ def train(cfg: TrainConfig) -> dict:
     device = start_run(cfg)
     model, tokenizer = build_model(cfg.model)
     rank, world = world_info()
-    batches, evaluate = prepare_data(cfg, model.config.frontend, tokenizer, world, rank)
+    batches, evaluate = prepare_data(cfg, model.config, tokenizer, world, rank)
     return fit(Trainer(cfg, model, tokenizer, ContrastiveStep(model, cfg.model.freeze_text), batches,
                        device, evaluate))
 
