@@ -97,3 +97,4 @@ def test_bundled_default_model_is_used_without_model_flag():
     info = json.loads(run("info", "--json").stdout)
     assert info["name"] == "clap-rt-small" and info["embedding_dim"] == 512
     assert info["audio_params"] < 10_000_000, "the edge model must stay small"
+    assert info["short_clips"] == "centre" and info["event_thresholds"] == [0.5, 0.35]

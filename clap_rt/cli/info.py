@@ -24,7 +24,7 @@ def run(args) -> int:
             "text_tower": cfg.text.kind, "text_params": n(model.text), "embedding_dim": cfg.projection.dim,
             "sample_rate": fe.sample_rate, "window_seconds": fe.clip_seconds, "n_mels": fe.n_mels,
             "hop_length": fe.hop_length, "prompt_template": cfg.prompt_template,
-            "event_thresholds": list(cfg.event_thresholds)}
+            "event_thresholds": list(cfg.event_thresholds), "short_clips": cfg.short_clips}
     if args.json:
         print(json.dumps(info))
     else:
