@@ -81,8 +81,8 @@ class ClapStream:
     """Continuous zero-shot scoring of an audio stream with a `Clap` model.
 
     clap: anything with `frontend` (FrontendConfig), `embed_mel((B, n_mels, T)) -> (B, D)`,
-    `label_embeddings(texts, template) -> (N, D)` and `logit_scale` (and, optionally, `config`
-    whose `short_clips` says how a stream shorter than one window fills it).
+    `label_embeddings(texts, template) -> (N, D)`, `logit_scale` and `config.short_clips` (how a
+    stream shorter than one window fills it).
     labels: the user's labels; background: prompts the labels compete with (open set).
     input_rate: Hz of the audio given to `accept_waveform`.
     hop / window: seconds between windows / window length (None: the model's).
@@ -93,7 +93,7 @@ class ClapStream:
                  template: Optional[str] = None, frontend_backend: str = "auto"):
         self.clap = clap
         self.fe: FrontendConfig = clap.frontend
-        self.short_clips = getattr(getattr(clap, "config", None), "short_clips", "repeat")
+        self.short_clips = clap.config.short_clips
         self.labels = list(labels)
         self.background = [b for b in background if b not in self.labels]
         if input_rate <= 0:

@@ -26,7 +26,8 @@ class FakeClap:
                  event_thresholds: tuple = (0.5, 0.35)):
         self.frontend = fe
         self.sample_rate = fe.sample_rate
-        self.config = types.SimpleNamespace(name="fake-tone-bands", event_thresholds=event_thresholds)
+        self.config = types.SimpleNamespace(name="fake-tone-bands", event_thresholds=event_thresholds,
+                                            short_clips="repeat")
         self.labels = list(bands)
         fb = mel_filterbank(fe)
         centres = (np.arange(fb.shape[1]) * fe.sample_rate / fe.n_fft) @ fb.T / fb.sum(axis=1)

@@ -75,7 +75,7 @@ def base_model(pooling: str = "meanmax", level_ref_db: float | None = None, seed
     return model.eval()
 
 
-def clip_windows(audio: np.ndarray, window: int, short: str = "repeat") -> np.ndarray:
+def clip_windows(audio: np.ndarray, window: int, short: str) -> np.ndarray:
     """At most MAX_WINDOWS windows of a clip, evenly spread (first and last included); a clip
     shorter than the window fills it as `fit_windows(short=...)` does."""
     wins = fit_windows(audio, window, hop=window // 2, short=short)
