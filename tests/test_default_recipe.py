@@ -195,6 +195,31 @@ def test_placed_copies_hold_the_clip_once_in_silence():
     assert all(c.shape == (88_200,) for c in copies)
 
 
+def test_room_impulse_decays_60_db_over_its_rt60_at_the_drawn_ratio():
+    rng, sr = np.random.default_rng(3), 44100
+    (t_lo, t_hi), (d_lo, d_hi) = recipe.REVERB_RT60_S, recipe.REVERB_DRR_DB
+    for _ in range(20):
+        h = recipe.room_impulse(rng, sr)
+        assert h[0] == 1.0 and t_lo * sr - 1 <= len(h) <= t_hi * sr, f"{len(h)} samples"
+        drr = -10 * np.log10(np.sum(h[1:].astype(np.float64) ** 2))
+        assert d_lo - 0.01 <= drr <= d_hi + 0.01, f"direct-to-reverberant {drr:.2f} dB"
+        tenth = len(h) // 10                   # energy of the first and last tenth of the tail
+        drop = 10 * np.log10(np.sum(h[1:tenth] ** 2) / np.sum(h[-tenth:] ** 2))
+        assert 45 < drop < 60, f"tail fell {drop:.1f} dB over 0.8 RT60 (54 dB expected)"
+
+
+def test_reverberant_copies_ring_on_and_leave_other_draws_alone():
+    clip = tone(440, 0.5)
+    for copy in recipe.clip_copies(clip, "clips/x.wav", 4, reverb=1.0):
+        tail = len(copy) - len(clip) + 1       # a full convolution grows by the impulse
+        assert recipe.REVERB_RT60_S[0] * 44100 - 1 <= tail <= recipe.REVERB_RT60_S[1] * 44100
+        assert np.abs(copy[len(clip):]).max() > 0.01 * np.abs(copy).max(), "no tail after the clip"
+    # Without reverb the random stream is unchanged, so copies cached before the flag stay valid.
+    plain = recipe.clip_copies(clip, "clips/x.wav", 4, noise=0.5, place=0.5)
+    same = recipe.clip_copies(clip, "clips/x.wav", 4, noise=0.5, place=0.5, reverb=0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, same))
+
+
 def test_recipe_tunes_only_the_last_cnn_block(tmp_path, monkeypatch):
     monkeypatch.setattr(recipe, "CACHE", tmp_path / "cache")
     make_corpus(tmp_path, np.random.default_rng(0))

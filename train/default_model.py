@@ -56,6 +56,11 @@ NOISE_SNR_DB = (0.0, 20.0)
 # crash's share of energy in 5-8 kHz differs by 6-10 dB between sources), which the projection
 # should not read as the instrument.
 EQ_ANCHORS_HZ = (60.0, 250.0, 1000.0, 4000.0, 16000.0)
+# Reverb in copies: the soundfonts' drum samples are dry, the drum kits users record (and the
+# held-out kits) ring in rooms, and a cymbal's tail is what tells a crash from a ride. Rooms of
+# these reverberation times (s) and direct-to-reverberant ratios (dB), from booth to hall.
+REVERB_RT60_S = (0.2, 1.2)
+REVERB_DRR_DB = (0.0, 12.0)
 
 
 def base_model(pooling: str = "meanmax", level_ref_db: float | None = None, seed: int = 0,
@@ -95,14 +100,27 @@ def random_eq(audio: np.ndarray, max_db: float, rng: np.random.Generator, sample
     return np.fft.irfft(spec * 10 ** (curve / 20), len(audio)).astype(np.float32)
 
 
+def room_impulse(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """A synthetic room impulse response: a unit direct path, then Gaussian noise decaying by
+    60 dB over an RT60 drawn from REVERB_RT60_S, scaled to a direct-to-reverberant ratio drawn
+    from REVERB_DRR_DB. (L,) float32, L = RT60 in samples."""
+    rt60 = rng.uniform(*REVERB_RT60_S)
+    t = np.arange(int(rt60 * sample_rate)) / sample_rate
+    tail = rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60)      # -60 dB at t = rt60
+    tail *= 10 ** (-rng.uniform(*REVERB_DRR_DB) / 20) / np.sqrt(np.sum(tail ** 2))
+    tail[0] = 1.0
+    return tail.astype(np.float32)
+
+
 def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0,
                 sample_rate: int = 44100, noise: float = 0.0, eq_db: float = 0.0,
                 mix: float = 0.0, partner: Callable[[np.random.Generator], np.ndarray] | None = None,
-                place: float = 0.0, window: int = 88_200) -> list[np.ndarray]:
+                place: float = 0.0, window: int = 88_200, reverb: float = 0.0) -> list[np.ndarray]:
     """`copies` altered versions of a (T,) clip, drawn by a generator seeded with `key` (the
     same copies on every run): each played up to `semitones` faster or slower (pitch and
     length change together, as a differently tuned drum or a tape at another speed would);
-    through a `random_eq` of up to +-`eq_db` dB; with probability `place` set alone into a
+    through a `random_eq` of up to +-`eq_db` dB; with probability `reverb` in a `room_impulse`
+    (the clip grows by its tail); with probability `place` set alone into a
     `window`-sample stretch of silence (see `place_in_window`); with probability `noise` mixed with coloured
     noise at NOISE_SNR_DB; then its peak set to a level drawn from LEVEL_RANGE_DB (dBFS).
     First of all, with probability `mix`, the clip is summed with `partner(rng)`, another clip
@@ -123,6 +141,9 @@ def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0
             version = soxr.resample(version, sample_rate * speed, sample_rate)
         if eq_db:
             version = random_eq(version, eq_db, rng, sample_rate)
+        if reverb and rng.random() < reverb:
+            from scipy.signal import fftconvolve
+            version = fftconvolve(version, room_impulse(rng, sample_rate)).astype(np.float32)
         if place and rng.random() < place:
             version = place_in_window(version, window, rng)
         if noise and rng.random() < noise:
@@ -161,7 +182,7 @@ def _save_npz(path: Path, **arrays) -> None:
 def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blocks: int,
                          shard: int = 256, copies: int = 0, semitones: float = 0.0,
                          noise: float = 0.0, eq_db: float = 0.0, mix: float = 0.0,
-                         place: float = 0.0) -> dict[str, np.ndarray]:
+                         place: float = 0.0, reverb: float = 0.0) -> dict[str, np.ndarray]:
     """Per clip path, the frozen part of the audio tower on each window, in resumable shards:
     pooled outputs (W, out_dim) when every block is frozen, else the (W, C, T', F') maps
     after `frozen_blocks` blocks (float16). With `copies` > 0, the windows of that many
@@ -188,7 +209,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     parts += [f"bands{cnn.freq_bands}"] if all_frozen and cnn.freq_bands > 1 else []
     parts += [f"level{cnn.level_ref_db:g}"] if cnn.level_ref_db is not None else []
     parts += [f"short{model.config.short_clips}"] if model.config.short_clips != "repeat" else []
-    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db), ("mix", mix), ("place", place)) if value]
+    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db), ("mix", mix), ("place", place), ("reverb", reverb)) if value]
     out_dir = CACHE / ("audio-" + "-".join(parts))
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
@@ -220,7 +241,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
             for i, p in enumerate(chunk):
                 clip = load_audio(corpus / p, fe.sample_rate)
                 for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise, eq_db, mix, partner_of(p),
-                                                         place, fe.clip_samples) if copies else [clip]):
+                                                         place, fe.clip_samples, reverb) if copies else [clip]):
                     w = clip_windows(version, fe.clip_samples, model.config.short_clips)
                     wins.append(w)
                     owner += [i] * len(w)
@@ -459,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability that a copy is mixed with another clip of its label, source and split")
     p.add_argument("--copy-place", type=float, default=0.0,
                    help="probability that a copy is set once into a window of silence, as a stream sees a hit")
+    p.add_argument("--copy-reverb", type=float, default=0.0,
+                   help="probability that a copy rings in a synthetic room (see REVERB_RT60_S; default: 0)")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     p.add_argument("--short-clips", choices=SHORT_CLIPS, default="repeat",
                    help="a clip shorter than the window fills it repeated or once centred in silence, in "
@@ -495,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     copy_feats = cache_audio_features(args.corpus, split["train"] + split["val"], model, frozen,
                                       copies=args.copies, semitones=args.copy_semitones,
                                       noise=args.copy_noise, eq_db=args.copy_eq, mix=args.copy_mix,
-                                      place=args.copy_place) if args.copies else {}
+                                      place=args.copy_place, reverb=args.copy_reverb) if args.copies else {}
     if args.stage == "features":
         return 0
     if args.val_source:
@@ -539,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
             "copies": args.copies, "copy_level_range_db": list(LEVEL_RANGE_DB),
             "copy_semitones": args.copy_semitones, "copy_noise": args.copy_noise,
             "copy_noise_snr_db": list(NOISE_SNR_DB), "copy_eq_db": args.copy_eq, "copy_mix": args.copy_mix,
-            "copy_place": args.copy_place, "short_clips": args.short_clips,
+            "copy_place": args.copy_place, "copy_reverb": args.copy_reverb, "short_clips": args.short_clips,
             "pooling": args.pooling, "freq_bands": model.config.audio.sfx_cnn.freq_bands,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "minutes": round((time.time() - t0) / 60, 1), "scores": scores, "train_log": train_log,
