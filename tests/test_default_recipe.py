@@ -113,19 +113,19 @@ def test_val_source_is_left_out_of_training_and_scored(tmp_path, monkeypatch, ca
 
 def test_clip_copies_are_reproducible_and_in_range():
     clip = 0.01 * tone(440, 1.0)
-    a, b = recipe.clip_copies(clip, "clips/x.wav", 3), recipe.clip_copies(clip, "clips/x.wav", 3)
+    a, b = recipe.clip_copies(clip, "clips/x.wav", recipe.Copies(3)), recipe.clip_copies(clip, "clips/x.wav", recipe.Copies(3))
     assert all(np.array_equal(x, y) for x, y in zip(a, b)), "same key, different copies"
     peaks = [20 * np.log10(np.abs(x).max()) for x in a]
     lo, hi = recipe.LEVEL_RANGE_DB
     assert all(lo - 1e-3 <= p <= hi + 1e-3 for p in peaks), f"peaks {peaks} outside {lo}..{hi} dBFS"
     assert max(peaks) - min(peaks) > 1.0, f"copies at nearly one level: {peaks}"
-    other = recipe.clip_copies(clip, "clips/y.wav", 3)
+    other = recipe.clip_copies(clip, "clips/y.wav", recipe.Copies(3))
     assert not np.array_equal(a[0], other[0]), "another clip got the same levels"
 
 
 def test_clip_copies_change_speed_within_the_semitone_range():
     clip = tone(440, 1.0)
-    for copy in recipe.clip_copies(clip, "clips/x.wav", 4, semitones=2.0):
+    for copy in recipe.clip_copies(clip, "clips/x.wav", recipe.Copies(4, semitones=2.0)):
         ratio = len(clip) / len(copy)             # played faster -> shorter and higher
         assert 2 ** (-2 / 12) - 1e-3 <= ratio <= 2 ** (2 / 12) + 1e-3, f"speed ratio {ratio:.4f}"
         spectrum = np.abs(np.fft.rfft(copy))
@@ -135,7 +135,7 @@ def test_clip_copies_change_speed_within_the_semitone_range():
 
 def test_noisy_copies_hold_their_snr():
     clip = tone(440, 1.0)
-    copies = recipe.clip_copies(clip, "clips/x.wav", 6, noise=1.0)
+    copies = recipe.clip_copies(clip, "clips/x.wav", recipe.Copies(6, noise=1.0))
     lo, hi = recipe.NOISE_SNR_DB
     for copy in copies:
         gain = float(copy @ clip / (clip @ clip))       # the level change, noise being uncorrelated
@@ -164,14 +164,14 @@ def test_random_eq_applies_the_drawn_gain_at_each_anchor():
 
 def test_mixed_copies_add_a_partner_clip_at_most_6_db_under():
     clip, other = tone(440, 1.0), tone(660, 1.5)
-    copies = recipe.clip_copies(clip, "clips/x.wav", 4, mix=1.0, partner=lambda rng: other)
+    copies = recipe.clip_copies(clip, "clips/x.wav", recipe.Copies(4, mix=1.0), partner=lambda rng: other)
     basis = np.stack([np.pad(clip, (0, len(other) - len(clip))), other], axis=1)     # (T, 2)
     for copy in copies:
         assert len(copy) == len(other), "a mix lasts as long as the longer clip"
         (a, b), *_ = np.linalg.lstsq(basis, copy, rcond=None)
         assert np.allclose(basis @ [a, b], copy, atol=1e-5), "not a sum of the two clips"
         assert -6.01 <= 20 * np.log10(b / a) <= 0.01, f"partner at {20 * np.log10(b / a):.2f} dB"
-    assert recipe.clip_copies(clip, "clips/x.wav", 2, mix=1.0, partner=None)[0].shape == clip.shape
+    assert recipe.clip_copies(clip, "clips/x.wav", recipe.Copies(2, mix=1.0), partner=None)[0].shape == clip.shape
 
 
 def test_placed_copies_hold_the_clip_once_in_silence():
@@ -191,7 +191,7 @@ def test_placed_copies_hold_the_clip_once_in_silence():
     out = recipe.place_in_window(long, 88_200, np.random.default_rng(1))
     start = int(np.flatnonzero(out)[0])
     assert start <= 44_100 and np.array_equal(out[start:], long[:88_200 - start])
-    copies = recipe.clip_copies(hit, "clips/x.wav", 4, place=1.0, window=88_200)
+    copies = recipe.clip_copies(hit, "clips/x.wav", recipe.Copies(4, place=1.0), window=88_200)
     assert all(c.shape == (88_200,) for c in copies)
 
 
@@ -210,13 +210,13 @@ def test_room_impulse_decays_60_db_over_its_rt60_at_the_drawn_ratio():
 
 def test_reverberant_copies_ring_on_and_leave_other_draws_alone():
     clip = tone(440, 0.5)
-    for copy in recipe.clip_copies(clip, "clips/x.wav", 4, reverb=1.0):
+    for copy in recipe.clip_copies(clip, "clips/x.wav", recipe.Copies(4, reverb=1.0)):
         tail = len(copy) - len(clip) + 1       # a full convolution grows by the impulse
         assert recipe.REVERB_RT60_S[0] * 44100 - 1 <= tail <= recipe.REVERB_RT60_S[1] * 44100
         assert np.abs(copy[len(clip):]).max() > 0.01 * np.abs(copy).max(), "no tail after the clip"
     # Without reverb the random stream is unchanged, so copies cached before the flag stay valid.
-    plain = recipe.clip_copies(clip, "clips/x.wav", 4, noise=0.5, place=0.5)
-    same = recipe.clip_copies(clip, "clips/x.wav", 4, noise=0.5, place=0.5, reverb=0.0)
+    plain = recipe.clip_copies(clip, "clips/x.wav", recipe.Copies(4, noise=0.5, place=0.5))
+    same = recipe.clip_copies(clip, "clips/x.wav", recipe.Copies(4, noise=0.5, place=0.5, reverb=0.0))
     assert all(np.array_equal(a, b) for a, b in zip(plain, same))
 
 

@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -112,41 +113,60 @@ def room_impulse(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     return tail.astype(np.float32)
 
 
-def clip_copies(audio: np.ndarray, key: str, copies: int, semitones: float = 0.0,
-                sample_rate: int = 44100, noise: float = 0.0, eq_db: float = 0.0,
-                mix: float = 0.0, partner: Callable[[np.random.Generator], np.ndarray] | None = None,
-                place: float = 0.0, window: int = 88_200, reverb: float = 0.0) -> list[np.ndarray]:
-    """`copies` altered versions of a (T,) clip, drawn by a generator seeded with `key` (the
-    same copies on every run): each played up to `semitones` faster or slower (pitch and
-    length change together, as a differently tuned drum or a tape at another speed would);
-    through a `random_eq` of up to +-`eq_db` dB; with probability `reverb` in a `room_impulse`
-    (the clip grows by its tail); with probability `place` set alone into a
-    `window`-sample stretch of silence (see `place_in_window`); with probability `noise` mixed with coloured
-    noise at NOISE_SNR_DB; then its peak set to a level drawn from LEVEL_RANGE_DB (dBFS).
-    First of all, with probability `mix`, the clip is summed with `partner(rng)`, another clip
-    of its label (a new sound of the class: two crash cymbals struck together are a crash),
-    that one 0-6 dB quieter; without a partner no copy is mixed."""
+@dataclass(frozen=True)
+class Copies:
+    """How `n` extra versions of each training clip are altered (all off by default): played up
+    to `semitones` faster or slower (pitch and length change together, as a differently tuned
+    drum or a tape at another speed would); through a `random_eq` of up to +-`eq_db` dB; with
+    probability `reverb` in a `room_impulse` (the clip grows by its tail); with probability
+    `place` set alone into a window of silence (see `place_in_window`); with probability `noise`
+    mixed with coloured noise at NOISE_SNR_DB; then its peak set to a level drawn from
+    LEVEL_RANGE_DB (dBFS). First of all, with probability `mix`, the clip is summed with another
+    clip of its label (a new sound of the class: two crash cymbals struck together are a crash),
+    that one 0-6 dB quieter."""
+    n: int = 0
+    semitones: float = 0.0
+    noise: float = 0.0
+    eq_db: float = 0.0
+    mix: float = 0.0
+    place: float = 0.0
+    reverb: float = 0.0
+
+    def tag(self) -> list[str]:
+        """Parts of the feature cache's folder name (the order of the flags' arrival, so that
+        caches made before a flag existed keep their names)."""
+        named = (("copies", self.n), ("pitch", self.semitones), ("noise", self.noise), ("eq", self.eq_db),
+                 ("mix", self.mix), ("place", self.place), ("reverb", self.reverb))
+        return [f"{name}{value:g}" for name, value in named if value]
+
+
+def clip_copies(audio: np.ndarray, key: str, plan: Copies, sample_rate: int = 44100,
+                partner: Callable[[np.random.Generator], np.ndarray] | None = None,
+                window: int = 88_200) -> list[np.ndarray]:
+    """`plan.n` versions of a (T,) clip altered as `plan` says, drawn by a generator seeded with
+    `key` (the same copies on every run); `partner(rng)` gives the clip to mix with (without
+    one no copy is mixed), `window` the length in samples of a placed copy."""
     rng = np.random.default_rng(key_hash(key))
     out = []
-    for _ in range(copies):
+    for _ in range(plan.n):
         version = audio
-        if mix and partner is not None and rng.random() < mix:
+        if plan.mix and partner is not None and rng.random() < plan.mix:
             other = partner(rng)
             n = max(len(audio), len(other))
             gain = 10 ** (rng.uniform(-6.0, 0.0) / 20)
             version = np.pad(audio, (0, n - len(audio))) + gain * np.pad(other, (0, n - len(other)))
-        if semitones:
+        if plan.semitones:
             import soxr
-            speed = 2 ** (rng.uniform(-semitones, semitones) / 12)
+            speed = 2 ** (rng.uniform(-plan.semitones, plan.semitones) / 12)
             version = soxr.resample(version, sample_rate * speed, sample_rate)
-        if eq_db:
-            version = random_eq(version, eq_db, rng, sample_rate)
-        if reverb and rng.random() < reverb:
+        if plan.eq_db:
+            version = random_eq(version, plan.eq_db, rng, sample_rate)
+        if plan.reverb and rng.random() < plan.reverb:
             from scipy.signal import fftconvolve
             version = fftconvolve(version, room_impulse(rng, sample_rate)).astype(np.float32)
-        if place and rng.random() < place:
+        if plan.place and rng.random() < plan.place:
             version = place_in_window(version, window, rng)
-        if noise and rng.random() < noise:
+        if plan.noise and rng.random() < plan.noise:
             # SNR against the clip's loud part (10 ms frames within 20 dB of its peak frame), so
             # a short hit padded with silence is not drowned by its own padding's share.
             db = frame_db(version)
@@ -180,13 +200,11 @@ def _save_npz(path: Path, **arrays) -> None:
 
 
 def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blocks: int,
-                         shard: int = 256, copies: int = 0, semitones: float = 0.0,
-                         noise: float = 0.0, eq_db: float = 0.0, mix: float = 0.0,
-                         place: float = 0.0, reverb: float = 0.0) -> dict[str, np.ndarray]:
+                         shard: int = 256, copies: Copies = Copies()) -> dict[str, np.ndarray]:
     """Per clip path, the frozen part of the audio tower on each window, in resumable shards:
     pooled outputs (W, out_dim) when every block is frozen, else the (W, C, T', F') maps
-    after `frozen_blocks` blocks (float16). With `copies` > 0, the windows of that many
-    `clip_copies` of each clip instead (about copies x W rows).
+    after `frozen_blocks` blocks (float16). With `copies.n` > 0, the windows of that many
+    `clip_copies` of each clip instead (about n x W rows).
 
     Shards are cut per source so that a corpus still growing source by source keeps the
     shards already computed. The cache folder is named by the tower's configuration, not its
@@ -209,7 +227,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
     parts += [f"bands{cnn.freq_bands}"] if all_frozen and cnn.freq_bands > 1 else []
     parts += [f"level{cnn.level_ref_db:g}"] if cnn.level_ref_db is not None else []
     parts += [f"short{model.config.short_clips}"] if model.config.short_clips != "repeat" else []
-    parts += [f"{name}{value:g}" for name, value in (("copies", copies), ("pitch", semitones), ("noise", noise), ("eq", eq_db), ("mix", mix), ("place", place), ("reverb", reverb)) if value]
+    parts += copies.tag()
     out_dir = CACHE / ("audio-" + "-".join(parts))
     out_dir.mkdir(parents=True, exist_ok=True)
     by_source: dict[str, set] = {}
@@ -222,7 +240,7 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
         kin.setdefault(group[r["path"]], []).append(r["path"])
 
     def partner_of(path: str) -> Callable[[np.random.Generator], np.ndarray] | None:
-        others = [q for q in kin[group[path]] if q != path] if mix else []
+        others = [q for q in kin[group[path]] if q != path] if copies.mix else []
         if not others:
             return None
         return lambda rng: load_audio(corpus / others[rng.integers(len(others))], fe.sample_rate)
@@ -240,8 +258,8 @@ def cache_audio_features(corpus: Path, rows: list[dict], model: CLAP, frozen_blo
             wins, owner = [], []
             for i, p in enumerate(chunk):
                 clip = load_audio(corpus / p, fe.sample_rate)
-                for version in (clip_copies(clip, p, copies, semitones, fe.sample_rate, noise, eq_db, mix, partner_of(p),
-                                                         place, fe.clip_samples, reverb) if copies else [clip]):
+                for version in (clip_copies(clip, p, copies, fe.sample_rate, partner_of(p), fe.clip_samples)
+                                if copies.n else [clip]):
                     w = clip_windows(version, fe.clip_samples, model.config.short_clips)
                     wins.append(w)
                     owner += [i] * len(w)
@@ -515,10 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     audio = cache_audio_features(args.corpus, rows, model, frozen)
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
     # Copies of every clip that may be trained on (train, and val for --with-val).
+    plan = Copies(args.copies, args.copy_semitones, args.copy_noise, args.copy_eq, args.copy_mix,
+                  args.copy_place, args.copy_reverb)
     copy_feats = cache_audio_features(args.corpus, split["train"] + split["val"], model, frozen,
-                                      copies=args.copies, semitones=args.copy_semitones,
-                                      noise=args.copy_noise, eq_db=args.copy_eq, mix=args.copy_mix,
-                                      place=args.copy_place, reverb=args.copy_reverb) if args.copies else {}
+                                      copies=plan) if plan.n else {}
     if args.stage == "features":
         return 0
     if args.val_source:
