@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..engine import BACKENDS
 from ..errors import UserError
 from ..pooling import POOLINGS
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder (default: the bundled clap-rt-small model)")
-    p.add_argument("--backend", default="auto", help="audio engine: auto, torch, onnx or trt (default: auto)")
+    p.add_argument("--backend", default="auto", help=f"audio engine: {', '.join(BACKENDS)} (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all)")
 
 
