@@ -107,6 +107,8 @@ def save_model(model: CLAP, out_dir: str | os.PathLike, tokenizer: TextTokenizer
 
 
 def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
+    """A model folder's (config, meta) without its weights; a missing or foreign folder is a
+    one-line UserError."""
     path = Path(path)
     doc = read_json_file(path / CONFIG_FILE,
                          f"{path}: not a clap_rt model folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")

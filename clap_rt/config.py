@@ -110,6 +110,7 @@ class SfxCNNConfig:
 
 @dataclass
 class AudioEncoderConfig:
+    """Which audio tower, and the settings of each; only the one named by `kind` is built."""
     kind: str = "htsat"               # "htsat" | "sfx_cnn"
     htsat: HTSATConfig = field(default_factory=HTSATConfig)
     sfx_cnn: SfxCNNConfig = field(default_factory=SfxCNNConfig)
@@ -140,6 +141,7 @@ class TextEncoderConfig:
 
 @dataclass
 class ProjectionConfig:
+    """The two heads from each tower's output into the joint space of `dim` dimensions."""
     kind: str = "msclap"              # "msclap": Linear-GELU-Linear-Dropout + residual + LayerNorm
                                       # "laion": Linear-ReLU-Linear
     dim: int = 1024                   # joint embedding size
@@ -148,6 +150,7 @@ class ProjectionConfig:
 
 @dataclass
 class ModelConfig:
+    """Everything needed to rebuild a model without its weights; stored as JSON in its folder."""
     name: str = "msclap-2023"
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)

@@ -174,6 +174,7 @@ class Event:
 
 @dataclass
 class DetectorConfig:
+    """How per-window scores become events, besides the on / off thresholds of `EventDetector`."""
     smoothing: str = "median"      # "median" | "ema" | "none"
     smooth_windows: int = 3        # median length (odd)
     ema_alpha: float = 0.5

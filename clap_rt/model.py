@@ -106,6 +106,7 @@ def _l1_offset_db(fe: FrontendConfig) -> np.ndarray:
 
 
 def build_audio_tower(cfg: AudioEncoderConfig, fe: FrontendConfig) -> nn.Module:
+    """The tower named by `cfg.kind`: (B, n_mels, T) dB frames -> (B, cfg.out_dim)."""
     if cfg.kind == "htsat":
         from .htsat import HTSAT
         return HTSAT(cfg.htsat, fe)

@@ -65,6 +65,7 @@ class Window:
 
 @dataclass
 class ScoredWindow:
+    """A window's scores: `start` / `end` / `hop` in seconds of stream time."""
     index: int
     start: float
     end: float
@@ -246,6 +247,7 @@ class ClapStream:
         return open_set_scores(sims, self.clap.logit_scale, len(self.labels))
 
     def score(self, window: Window) -> ScoredWindow:
+        """One window from `pop_window` -> its (L,) label scores, with its times."""
         scores = self.score_mel(window.mel[None])[0]
         return ScoredWindow(window.index, window.start, window.end, window.hop, scores)
 
@@ -266,6 +268,7 @@ class StreamStats:
     max_frames_buffered: int = 0
 
     def summary(self) -> dict:
+        """Counts, compute per scored window p50 / p95 (ms) and the real-time factor."""
         c = np.asarray(self.compute) if self.compute else np.zeros(1)
         total = float(c.sum()) + self.frontend_seconds if self.compute else self.frontend_seconds
         return {

@@ -21,6 +21,8 @@ AudioInput = Union[str, os.PathLike, np.ndarray]
 
 @dataclass
 class Classification:
+    """One file's result: the best label, its softmax probability over the given labels, and
+    every label's probability (they sum to 1)."""
     path: str
     label: str
     score: float
@@ -64,10 +66,12 @@ class Clap:
 
     @property
     def sample_rate(self) -> int:
+        """Hz the model's frontend expects (files at other rates are resampled on load)."""
         return self.frontend.sample_rate
 
     @property
     def logit_scale(self) -> float:
+        """The learned softmax temperature's inverse: probabilities are softmax(scale * cosine)."""
         return float(self.model.logit_scale.detach().exp())
 
     # --- audio ------------------------------------------------------------------------

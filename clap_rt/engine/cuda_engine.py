@@ -28,6 +28,9 @@ def require_cuda():
 
 
 class CudaEngine:
+    """The audio tower on an NVIDIA GPU: fp16 or bf16 autocast, one CUDA graph captured per
+    input shape (`cuda_graphs`), optionally `torch.compile`d first (`compile`: faster, tens of
+    seconds of setup). Not used without CUDA: `require_cuda` says what is missing."""
     name = "cuda"
 
     def __init__(self, model, threads: int | None = None, *, dtype: str = "fp16",

@@ -6,6 +6,7 @@ import torch
 
 
 class TorchEngine:
+    """Eager PyTorch on `device` (default the CPU), `threads` intra-op threads."""
     name = "torch"
 
     def __init__(self, model, threads: int | None = None, *, device: str = "cpu"):
