@@ -47,22 +47,23 @@ def parse_labels(text: str, source: str = "--labels") -> list[str]:
 class Clap:
     """A loaded model + an audio engine + cached label embeddings."""
 
-    def __init__(self, model, tokenizer, backend: str = "auto", threads: int | None = None):
+    def __init__(self, model, tokenizer, backend: str = "auto", threads: int | None = None,
+                 compile: bool = False):
         from .engine import create_engine
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = model.config
         self.frontend = model.config.frontend
-        self.engine = create_engine(model, backend, threads=threads)
+        self.engine = create_engine(model, backend, threads=threads, compile=compile)
         self._label_cache: dict[tuple, np.ndarray] = {}
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, backend: str = "auto",
-             threads: int | None = None) -> "Clap":
-        """Load a model folder (None: the bundled default model)."""
+             threads: int | None = None, compile: bool = False) -> "Clap":
+        """Load a model folder (None: the bundled default model); see `create_engine`."""
         from .checkpoints import load_model
         model, tokenizer = load_model(path)
-        return cls(model, tokenizer, backend=backend, threads=threads)
+        return cls(model, tokenizer, backend=backend, threads=threads, compile=compile)
 
     @property
     def sample_rate(self) -> int:

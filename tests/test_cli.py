@@ -83,6 +83,8 @@ def test_embed_pooling_option_matches_the_library(tiny_model_dir, audio_dir, tmp
     (["search", "x", "--index", "missing.npz"], "clap-rt search: error: missing.npz: index not found"),
     (["embed", "{audio}", "-o", "out.txt"], "clap-rt embed: error: out.txt: expected an output path ending in .npz"),
     (["info", "/nonexistent"], "clap-rt info: error: /nonexistent: model folder not found"),
+    (["classify", "{audio}/low.wav", "--labels", "a", "--compile"],
+     "clap-rt classify: error: --compile: expected --backend cuda (torch.compile is used on the GPU only), got --backend auto"),
 ])
 def test_errors_are_one_line_exit_2(tiny_model_dir, audio_dir, args, message):
     args = [a.format(audio=audio_dir) for a in args]

@@ -67,6 +67,12 @@ def test_unknown_backend_is_a_user_error(tiny_model):
     assert str(e.value) == "--backend: unknown backend 'tpu'; expected one of auto, torch, onnx, trt, cuda"
 
 
+def test_compile_without_the_cuda_backend_is_a_user_error(tiny_model):
+    with pytest.raises(UserError) as e:
+        create_engine(tiny_model, "torch", compile=True)
+    assert str(e.value) == "--compile: expected --backend cuda (torch.compile is used on the GPU only), got --backend torch"
+
+
 @pytest.mark.skipif(HAS_CUDA, reason="a CUDA GPU is present")
 @pytest.mark.parametrize("backend, missing", [("cuda", "the cuda backend requires a CUDA build of PyTorch"),
                                               ("trt", "the trt backend requires TensorRT's Python bindings")])
@@ -104,6 +110,16 @@ def test_cuda_engine_parity(tiny_model, dtype):
         out = eng.embed(x)
         cos = float((out * ref).sum(axis=1).min())
         assert cos >= 0.999, f"cuda {dtype}: min cosine {cos:.5f}"
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU")
+def test_compiled_cuda_engine_parity(tiny_model):
+    x = example_input(tiny_model, 5).numpy()
+    ref = create_engine(tiny_model, "torch").embed(x)
+    eng = create_engine(tiny_model, "cuda", compile=True)
+    assert eng.fn is not eng.graph, "the tower was not compiled"
+    cos = float((eng.embed(x) * ref).sum(axis=1).min())
+    assert cos >= 0.999, f"cuda fp16 compiled: min cosine {cos:.5f}"
 
 
 def test_cli_classify_onnx_gives_the_torch_labels(tiny_model_dir, audio_dir):

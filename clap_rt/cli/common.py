@@ -12,6 +12,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model folder (default: the bundled clap-rt-small model)")
     p.add_argument("--backend", default="auto", help=f"audio engine: {', '.join(BACKENDS)} (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all)")
+    p.add_argument("--compile", action="store_true",
+                   help="with --backend cuda: torch.compile the audio tower (faster, ~30 s of setup)")
 
 
 def add_pooling_option(p: argparse.ArgumentParser) -> None:
@@ -40,4 +42,4 @@ def read_labels(args) -> list[str]:
 
 def load_clap(args):
     from ..zeroshot import Clap
-    return Clap.load(args.model, backend=args.backend, threads=args.threads)
+    return Clap.load(args.model, backend=args.backend, threads=args.threads, compile=args.compile)
