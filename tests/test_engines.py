@@ -100,26 +100,17 @@ def test_auto_is_never_slower_than_torch_and_is_cached(tiny_model, monkeypatch):
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU")
-@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
-def test_cuda_engine_parity(tiny_model, dtype):
+@pytest.mark.parametrize("dtype, compile", [("fp16", False), ("bf16", False), ("fp16", True)])
+def test_cuda_engine_parity(tiny_model, dtype, compile):
     from clap_rt.engine.cuda_engine import CudaEngine
     x = example_input(tiny_model, 5).numpy()
     ref = create_engine(tiny_model, "torch").embed(x)
-    eng = CudaEngine(tiny_model, dtype=dtype)
+    eng = CudaEngine(tiny_model, dtype=dtype, compile=compile)
+    assert (eng.fn is not eng.graph) == compile, "torch.compile applied (or not) as asked"
     for _ in range(2):                                # captured graph, then its replay
         out = eng.embed(x)
         cos = float((out * ref).sum(axis=1).min())
-        assert cos >= 0.999, f"cuda {dtype}: min cosine {cos:.5f}"
-
-
-@pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU")
-def test_compiled_cuda_engine_parity(tiny_model):
-    x = example_input(tiny_model, 5).numpy()
-    ref = create_engine(tiny_model, "torch").embed(x)
-    eng = create_engine(tiny_model, "cuda", compile=True)
-    assert eng.fn is not eng.graph, "the tower was not compiled"
-    cos = float((eng.embed(x) * ref).sum(axis=1).min())
-    assert cos >= 0.999, f"cuda fp16 compiled: min cosine {cos:.5f}"
+        assert cos >= 0.999, f"cuda {dtype}{' compiled' if compile else ''}: min cosine {cos:.5f}"
 
 
 def test_cli_classify_onnx_gives_the_torch_labels(tiny_model_dir, audio_dir):
