@@ -38,6 +38,7 @@ from clap_rt.checkpoints import pretrained_tokenizer_dir
 from train.corpus import load_manifest
 from train.corpus.audio import frame_db
 from train.corpus.manifest import key_hash
+from train.corpus.sources import DRUM_HELDOUT
 from train.corpus.noise import coloured_noise
 from train.pretrained import AISFX_ATTRIBUTION, load_aisfx_state
 
@@ -482,9 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     val = p.add_mutually_exclusive_group()
     val.add_argument("--with-val", action="store_true",
                      help="final run: train on train + val for --steps, keep the last state")
-    val.add_argument("--val-source", default=None, metavar="SOURCE",
-                     help="validate on the training clips of SOURCE, left out of training, instead of the "
-                          "val split (e.g. gm-timgm6mb: known names, unseen recordings)")
+    val.add_argument("--val-source", default=None, metavar="SOURCES",
+                     help="validate on the training clips of these comma-separated sources (whole packages), "
+                          "left out of training, instead of the val split")
     p.add_argument("--text-layers", type=int, default=0, help="train the last N MiniLM layers (0: frozen)")
     p.add_argument("--copies", type=int, default=0,
                    help="train also on N copies of each training clip at random levels (see LEVEL_RANGE_DB)")
@@ -519,8 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     rows = load_manifest(str(args.corpus / "manifest.jsonl"))
     train_sources = sorted({r["source"] for r in rows if r["split"] == "train"})
-    if args.val_source and args.val_source not in train_sources:
-        p.error(f"--val-source: no training clips from {args.val_source!r}; expected one of {', '.join(train_sources)}")
+    val_sources = set(args.val_source.split(",")) if args.val_source else set()
+    for name in sorted(val_sources - set(train_sources)):
+        p.error(f"--val-source: no training clips from {name!r}; expected some of {', '.join(train_sources)}")
     try:
         model = base_model(args.pooling, args.level_ref_db, args.seed, args.freq_bands)
     except ValueError as e:         # a --freq-bands beyond the last block's frequency bins
@@ -541,10 +543,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.val_source:
         # The val split holds unseen *names* recorded like the training clips; the held-out
-        # sources hold known names in unseen *recordings*. A left-out soundfont mimics the
-        # latter (the others play the same General MIDI names).
-        split["val"] = [r for r in split["train"] if r["source"] == args.val_source]
-        split["train"] = [r for r in split["train"] if r["source"] != args.val_source]
+        # packages hold known names in unseen *recordings*, as whole left-out packages do.
+        split["val"] = [r for r in split["train"] + split["val"] if r["source"] in val_sources]
+        split["train"] = [r for r in split["train"] if r["source"] not in val_sources]
     template = model.config.prompt_template
     texts = {t for r in rows for t in caption_pool(r, template)}
     for lab in {r["label"] for r in split["val"] + split["test"]}:
@@ -563,14 +564,19 @@ def main(argv: list[str] | None = None) -> int:
         train_audio.update({r["path"]: np.concatenate([audio[r["path"]], copy_feats[r["path"]]]) for r in train_rows})
     train_log = fit(proj, train_rows, train_audio, template, args.steps, args.batch, args.lr,
                     args.seed, [] if args.with_val else split["val"], weight_decay=args.weight_decay)
-    # "test_common": the held-out labels with at least MIN_CLIPS clips, so that each class
-    # score rests on more than one or two recordings.
+    # The everyday benchmark (benchmark.json, its rule in train/corpus/benchmark.py) and the
+    # drum sources' row; "drums_common": their labels with at least MIN_CLIPS clips, so that each
+    # class score rests on more than one or two recordings.
+    bench = args.corpus / "benchmark.json"
+    everyday = set(json.loads(bench.read_text())["paths"]) if bench.exists() else set()
+    split["everyday"] = [r for r in split["test"] if r["path"] in everyday]
+    split["drums"] = [r for r in split["test"] if r["source"] in DRUM_HELDOUT]
     counts = {}
-    for r in split["test"]:
+    for r in split["drums"]:
         counts[r["label"]] = counts.get(r["label"], 0) + 1
-    split["test_common"] = [r for r in split["test"] if counts[r["label"]] >= MIN_CLIPS]
+    split["drums_common"] = [r for r in split["drums"] if counts[r["label"]] >= MIN_CLIPS]
     scores = {s: evaluate(proj, split[s], audio, template)
-              for s in ("test", "test_common") + (() if args.with_val else ("val",)) if split[s]}
+              for s in ("everyday", "drums", "drums_common") + (() if args.with_val else ("val",)) if split[s]}
     for s, v in scores.items():
         print(f"{s}: " + json.dumps(v), file=sys.stderr)
     meta = {"trained_on": args.corpus.name, "trained_splits": ["train", "val"] if args.with_val else ["train"],

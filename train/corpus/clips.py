@@ -5,6 +5,7 @@ import io
 import os
 import random
 import subprocess
+import zipfile
 from dataclasses import dataclass, field
 
 from . import captions
@@ -18,8 +19,9 @@ class FileTask:
     `out` is the clip path stem relative to DATA_DIR; `kind` picks the caption builder
     ("event", "drum", "speech", "note", "background") and `args` its keyword arguments.
     `offset`/`length` select an embedded RIFF inside a container file (length 0: the whole
-    file). With `command`, the recording is the audio file that program writes to stdout
-    (`path` then only names it).
+    file); `member` a file inside a zip-family archive at `path`. With `command`, the recording
+    is the audio file that program writes to stdout (`path` then only names it). `provenance`
+    (package, version, path inside the package, member) is copied into every row.
     """
 
     path: str
@@ -33,6 +35,8 @@ class FileTask:
     offset: int = 0
     length: int = 0
     command: tuple[str, ...] = ()
+    member: str = ""
+    provenance: dict = field(default_factory=dict)
 
 
 def make_captions(kind: str, label: str, args: dict, rng: random.Random) -> list[str]:
@@ -49,15 +53,17 @@ def make_captions(kind: str, label: str, args: dict, rng: random.Random) -> list
                                       args["dynamics"], rng)
     if kind == "background":
         return captions.background_captions(rng)
+    if kind == "given":             # captions made by the source (the taxonomy's hierarchy)
+        return list(args["captions"])
     raise ValueError(f"unknown caption kind {kind!r}")
 
 
 def clip_row(rel_path: str, source: str, item: str, label: str, kind: str, args: dict,
-             seconds: float) -> dict:
+             seconds: float, provenance: dict | None = None) -> dict:
     """A manifest row (split filled in later) with captions seeded by the clip path."""
     caps = make_captions(kind, label, args, random.Random(rel_path))
     return {"path": rel_path, "caption": caps[0], "captions": caps, "label": label,
-            "source": source, "item": item, "seconds": round(seconds, 3)}
+            "source": source, "item": item, "seconds": round(seconds, 3), **(provenance or {})}
 
 
 def run_task(task: FileTask, data_dir: str) -> list[dict]:
@@ -66,6 +72,9 @@ def run_task(task: FileTask, data_dir: str) -> list[dict]:
         if task.command:
             out = subprocess.run(task.command, capture_output=True, check=True, timeout=60)
             audio = load_audio(io.BytesIO(out.stdout))
+        elif task.member:
+            with zipfile.ZipFile(task.path) as z:
+                audio = load_audio(io.BytesIO(z.read(task.member)))
         elif task.length:
             with open(task.path, "rb") as f:
                 f.seek(task.offset)
@@ -79,7 +88,8 @@ def run_task(task: FileTask, data_dir: str) -> list[dict]:
     for i, clip in enumerate(make_clips(audio, task.max_pieces)):
         rel = f"{task.out}_{i}.wav"
         seconds = write_clip(os.path.join(data_dir, rel), clip)
-        rows.append(clip_row(rel, task.source, task.item, task.label, task.kind, task.args, seconds))
+        rows.append(clip_row(rel, task.source, task.item, task.label, task.kind, task.args, seconds,
+                             task.provenance))
     return rows
 
 

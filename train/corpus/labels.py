@@ -49,45 +49,6 @@ TUXPAINT_EVENTS = {
     "apollo_lander": ("rocket", "a rocket engine roaring"),
 }
 
-HEDGEWARS_EVENTS = {
-    "Droplet1": ("water drip", "water dripping"), "Droplet2": ("water drip", "water dripping"),
-    "Droplet3": ("water drip", "water dripping"), "Kiss": ("kiss", "a loud kiss"),
-    "Whistle": ("whistle", "someone whistling"), "bee": ("bee", "a bee buzzing"),
-    "blowtorch": ("blowtorch", "a blowtorch hissing"), "explosion": ("explosion", "an explosion"),
-    "flamethrower": ("flamethrower", "a flamethrower roaring"), "gun": ("gunshot", "a gun firing"),
-    "hammer": ("hammer", "a hammer hitting"), "minigun": ("machine gun", "a machine gun firing"),
-    "shotgunfire": ("gunshot", "a shotgun firing"), "shotgunreload": ("gun reload", "a shotgun being reloaded"),
-    "sniperreload": ("gun reload", "a rifle being reloaded"), "splash": ("splash", "water splashing"),
-    "steam": ("steam", "steam hissing"), "steps": ("footsteps", "footsteps walking"),
-    "shutterclick": ("camera shutter", "a camera shutter clicking"), "whipcrack": ("whip", "a whip cracking"),
-    "plane": ("airplane", "an airplane flying over"), "pickhammer": ("jackhammer", "a jackhammer drilling"),
-    "drillgun": ("drill", "a power drill"), "baseballbat": ("bat hit", "a baseball bat hitting"),
-    "rubberduck_drop": ("squeaky toy", "a rubber duck squeaking"), "beep": ("beep", "an electronic beep"),
-    "hell_growl": ("growl", "a monster growling"), "mortar": ("explosion", "a mortar firing"),
-    "grenadeimpact": ("explosion", "a grenade exploding"), "molotov": ("glass breaking", "a bottle smashing"),
-    "knife_impact": ("knife", "a knife hitting wood"), "jetpackboost": ("jet engine", "a jetpack thrusting"),
-    "minetick": ("ticking", "a bomb ticking"), "rcplane": ("model airplane", "a small propeller plane buzzing"),
-    "ufo": ("spaceship", "a spaceship humming"),
-}
-
-SUPERTUX_EVENTS = {
-    "cracking": ("ice cracking", "ice cracking"), "door": ("door", "a door opening"),
-    "explosion": ("explosion", "an explosion"), "fire": ("fire", "a fire crackling"),
-    "firecracker": ("firecracker", "firecrackers popping"), "fireworks": ("fireworks", "fireworks exploding"),
-    "fizz": ("fizz", "something fizzing"), "flame": ("fire", "a flame burning"),
-    "gulp": ("gulp", "someone gulping"), "kick": ("kick", "something being kicked"),
-    "lightning": ("thunder", "a lightning strike"), "phone": ("telephone ringing", "a telephone ringing"),
-    "rain": ("rain", "rain falling"), "savebell2": ("bell", "a bell ringing"),
-    "savebell_low": ("bell", "a low bell ringing"), "skid": ("skid", "tires skidding"),
-    "splash": ("splash", "water splashing"), "splat": ("splat", "something splatting"),
-    "squish": ("squish", "something squishing"), "thunder": ("thunder", "thunder rumbling"),
-    "ticking": ("ticking", "a clock ticking"), "waterfall": ("waterfall", "a waterfall rushing"),
-    "wood": ("wood knock", "wood being struck"), "yeti_roar": ("roar", "a monster roaring"),
-    "trampoline": ("spring", "a spring boinging"), "sizzle": ("sizzling", "something sizzling"),
-    "stomp": ("stomp", "a heavy stomp"), "icecrash": ("ice breaking", "ice shattering"),
-    "crystallo-shatter": ("glass breaking", "glass shattering"), "brick": ("breaking", "bricks breaking"),
-}
-
 FREEDESKTOP_EVENTS = {
     "alarm-clock-elapsed": ("alarm clock", "an alarm clock ringing"), "bell": ("bell", "a small bell ringing"),
     "camera-shutter": ("camera shutter", "a camera shutter clicking"),
@@ -98,33 +59,6 @@ FREEDESKTOP_EVENTS = {
     "message": ("chime", "a message notification chime"), "message-new-instant": ("chime", "a short notification chime"),
     "dialog-warning": ("alert", "a computer warning sound"), "dialog-error": ("alert", "a computer error sound"),
     "screen-capture": ("camera shutter", "a screenshot shutter sound"),
-}
-
-# Scorched 3D file stems (without trailing digits) -> (label, action).
-SCORCHED3D_EVENTS = {
-    "bees": ("bee", "a swarm of bees buzzing"), "lightning": ("thunder", "lightning crackling"),
-    "lightningbolt": ("thunder", "a lightning bolt striking"), "thunder": ("thunder", "thunder rumbling"),
-    "quake": ("earthquake", "the ground rumbling in an earthquake"), "exp": ("explosion", "an explosion"),
-    "large": ("explosion", "a large explosion"), "xlarge": ("explosion", "a huge explosion"),
-    "medium": ("explosion", "an explosion"), "small": ("explosion", "a small explosion"),
-    "napalm": ("fire", "a burst of flames"), "carhorn": ("car horn", "a car horn honking"),
-    "cessna": ("airplane", "a small propeller plane flying"), "cheeringloop": ("cheering", "a crowd cheering"),
-    "citysounds": ("city traffic", "city street noise with traffic"), "cows": ("cow", "cows mooing"),
-    "moo": ("cow", "a cow mooing"), "dog": ("dog", "a dog barking"), "factoryloop": ("machine", "factory machinery running"),
-    "firetruck": ("siren", "a fire truck siren wailing"), "policecar": ("siren", "a police car siren"),
-    "helicopter": ("helicopter", "a helicopter flying"), "apache_": ("helicopter", "a military helicopter flying"),
-    "rooster": ("rooster", "a rooster crowing"), "scream": ("screaming", "a person screaming"),
-    "screaming": ("screaming", "people screaming"), "sheep": ("sheep", "a sheep bleating"),
-    "machinegun": ("machine gun", "a machine gun firing"), "shotgun": ("gunshot", "a shotgun firing"),
-    "bats": ("bat", "bats squeaking"), "birdchirp": ("bird", "a bird chirping"), "birds": ("bird", "birds singing"),
-    "camera": ("camera shutter", "a camera shutter clicking"), "f16_": ("airplane", "a fighter jet flying past"),
-    "f18_": ("airplane", "a fighter jet flying past"), "jet": ("airplane", "a jet flying over"),
-    "frogs": ("frog", "frogs croaking"), "gull": ("seagull", "a seagull crying"),
-    "oceanwaves": ("ocean waves", "ocean waves crashing"), "rain": ("rain", "rain falling"),
-    "splash": ("splash", "water splashing"), "wolf": ("wolf", "a wolf howling"),
-    "rocket": ("rocket", "a rocket launching"), "launch": ("rocket", "a missile launching"),
-    "lava": ("bubbling", "lava bubbling"), "tankmove": ("engine", "a tank engine rumbling"),
-    "beep": ("beep", "an electronic beep"), "laser": ("laser", "a laser gun firing"),
 }
 
 # GCompris sound file stems -> (label, action); instruments and farm animals come from activities

@@ -10,19 +10,23 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Callable
 
+from pathlib import Path
+
+from clap_rt.engine.graph import cache_dir
+
 from .clips import FileTask
+from .sfx import EVERYDAY_HELDOUT, SFX_PACKAGES, SfxPackage, sfx_tasks
+from .taxonomy import load_taxonomy
 from .manifest import key_hash
-from .labels import (ANIMAL_ACTIONS, DRUM_PATTERNS, HEDGEWARS_EVENTS, OPENTTD_EVENTS,
-                     SONIC_PI_ACTIONS, SONIC_PI_PATTERNS, SUPERTUX_EVENTS, FREEDESKTOP_EVENTS, SCORCHED3D_EVENTS, GCOMPRIS_EVENTS, TUXPAINT_EVENTS,
-                     TUXPAINT_RENAME, match_label)
+from .labels import (ANIMAL_ACTIONS, DRUM_PATTERNS, FREEDESKTOP_EVENTS, GCOMPRIS_EVENTS, OPENTTD_EVENTS,
+                     SONIC_PI_ACTIONS, SONIC_PI_PATTERNS, TUXPAINT_EVENTS, TUXPAINT_RENAME, match_label)
 
 LANGUAGES = {
     "": "English", "en": "English", "be": "Belarusian", "bg": "Bulgarian", "ca": "Catalan",
     "da": "Danish", "el": "Greek", "es": "Spanish", "fr": "French", "nl": "Dutch",
     "ro": "Romanian", "ru": "Russian", "lt": "Lithuanian", "it": "Italian",
 }
-SPEECH_CAP = {"tuxpaint-stamps-default": 250, "asterisk-core-sounds": 300, "hedgewars-data": 120,
-              "espeak-ng": 240}
+SPEECH_CAP = {"tuxpaint-stamps-default": 250, "asterisk-core-sounds": 300, "espeak-ng": 240}
 
 
 def _keep(key: str, n: int, total: int) -> bool:
@@ -149,44 +153,6 @@ def _table_tasks(name: str, folder: str, table: dict, max_pieces: int, ext: str 
     return tasks
 
 
-def hedgewars_tasks(name: str, max_pieces: int) -> list[FileTask]:
-    root = "/usr/share/games/hedgewars/Data/Sounds"
-    tasks = _table_tasks(name, root, HEDGEWARS_EVENTS, max_pieces)
-    voices = sorted(glob.glob(f"{root}/voices/*/*.ogg"))
-    for path in voices:
-        if not _keep(path, SPEECH_CAP[name], len(voices)):
-            continue
-        phrase = re.sub(r"\d+$", "", _stem(path))
-        if phrase in ("Laugh",):
-            label, kind, args = "laughing", "event", {"action": "a cartoon character laughing"}
-        elif "Cough" in phrase:
-            label, kind, args = "coughing", "event", {"action": "someone coughing"}
-        else:
-            label, kind, args = "speech", "speech", {"speaker": "cartoon voice", "language": "English"}
-        voice = path.split("/")[-2]
-        tasks.append(FileTask(path, f"clips/{name}/voices/{voice}_{_stem(path)}", name,
-                              f"voice:{phrase}", label, kind, args, 1))
-    return tasks
-
-
-def supertux_tasks(name: str, max_pieces: int) -> list[FileTask]:
-    return _table_tasks(name, "/usr/share/games/supertux2/sounds", SUPERTUX_EVENTS, max_pieces)
-
-
-def scorched3d_tasks(name: str, max_pieces: int) -> list[FileTask]:
-    tasks = []
-    for path in sorted(glob.glob("/usr/share/games/scorched3d/data/**/wav/**/*.wav", recursive=True)):
-        stem = _stem(path)
-        key = stem if stem in SCORCHED3D_EVENTS else re.sub(r"\d+$", "", stem)
-        if key not in SCORCHED3D_EVENTS:
-            continue
-        label, action = SCORCHED3D_EVENTS[key]
-        mod = path.split("/globalmods/")[1].split("/")[0]
-        tasks.append(FileTask(path, f"clips/{name}/{mod}_{stem}", name, f"sfx:{stem}", label, "event",
-                              {"action": action}, max_pieces))
-    return tasks
-
-
 def gcompris_tasks(name: str, max_pieces: int) -> list[FileTask]:
     from .rcc import rcc_files
 
@@ -295,6 +261,7 @@ class Source:
     used: str
     tasks: Callable[[str, int], list[FileTask]] | None = None
     soundfont: str = ""
+    fetched: bool = False   # unpacked into the package cache (packages.fetch_package), not installed
 
 
 SOURCES = [
@@ -313,11 +280,6 @@ SOURCES = [
     Source("asterisk-core-sounds", ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-es-wav",
                                     "asterisk-core-sounds-fr-wav"),
            "up to 300 prompts (English, Spanish, French)", asterisk_tasks),
-    Source("hedgewars-data", ("hedgewars-data",), "sound effects with a clear name, up to 120 voice clips",
-           hedgewars_tasks),
-    Source("supertux-data", ("supertux-data",), "sound effects with a clear name", supertux_tasks),
-    Source("scorched3d-data", ("scorched3d-data",), "sound effects with a clear name (animals, vehicles, weather)",
-           scorched3d_tasks),
     Source("gcompris-qt-data", ("gcompris-qt-data",),
            "instrument, farm-animal and sound-memory sounds cut out of the Qt .rcc bundles", gcompris_tasks),
     Source("sound-theme-freedesktop", ("sound-theme-freedesktop",),
@@ -333,4 +295,20 @@ SOURCES = [
     Source("sonic-pi-samples", ("sonic-pi-samples",), "samples whose name gives a clear label", sonic_pi_tasks),
     Source("openttd-opensfx", ("openttd-opensfx",), "titled sound effects from opensfx.cat", openttd_tasks),
 ]
-HELDOUT = ("hydrogen-drumkits", "sonic-pi-samples", "openttd-opensfx")
+
+def package_cache() -> Path:
+    """Where fetched packages are unpacked: the clap_rt cache ($CLAP_RT_CACHE) / packages."""
+    return cache_dir() / "packages"
+
+
+def _sfx_source(spec: SfxPackage) -> Source:
+    def tasks(name: str, max_pieces: int) -> list[FileTask]:
+        return sfx_tasks(spec, load_taxonomy(), package_cache(), max_pieces)
+
+    return Source(spec.package, (spec.package,), "sound effects labelled from their file names "
+                  "(train/corpus/taxonomy.tsv)", tasks, fetched=True)
+
+
+SOURCES += [_sfx_source(spec) for spec in SFX_PACKAGES]
+DRUM_HELDOUT = ("hydrogen-drumkits", "sonic-pi-samples", "openttd-opensfx")
+HELDOUT = DRUM_HELDOUT + EVERYDAY_HELDOUT
