@@ -153,6 +153,8 @@ def test_cap_families_thins_trainable_rows_only():
         rows.append({"path": f"gm/{i}.wav", "label": "piano", "source": "gm-fluidr3", "split": "train"})
     for i in range(600):
         rows.append({"path": f"fx/{i}.wav", "label": "dog", "source": "x", "family": "animal", "split": "train"})
+    for i in range(300):
+        rows.append({"path": f"sp/{i}.wav", "label": "speech", "source": "asterisk-core-sounds", "split": "train"})
     for i in range(50):
         rows.append({"path": f"t/{i}.wav", "label": "tom", "source": "hydrogen-drumkits", "split": "test"})
     out = cap_families(rows)
@@ -160,6 +162,9 @@ def test_cap_families_thins_trainable_rows_only():
     music = sum(r["family"] == "music" for r in train)
     assert music <= FAMILY_CAPS["music"] * len(train) + 1, (music, len(train))
     assert music >= FAMILY_CAPS["music"] * len(train) - 2
+    # Each cap counts the trainable rows left after the caps before it.
+    speech = sum(r["family"] == "speech" for r in train)
+    assert FAMILY_CAPS["speech"] * len(train) - 2 <= speech <= FAMILY_CAPS["speech"] * len(train) + 1, (speech, len(train))
     assert sum(r["split"] == "test" for r in out) == 50     # held-out rows are never dropped
     assert cap_families(rows) == out
 

@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         train_audio.update({r["path"]: np.concatenate([audio[r["path"]], copy_feats[r["path"]]]) for r in train_rows})
     train_log = fit(proj, train_rows, train_audio, template, args.steps, args.batch, args.lr,
                     args.seed, [] if args.with_val else split["val"], weight_decay=args.weight_decay)
-    # The everyday benchmark (benchmark.json, its rule in train/corpus/benchmark.py) and the
+    # All held-out clips, the everyday benchmark (benchmark.json, its rule in train/corpus/benchmark.py) and the
     # drum sources' row; "drums_common": their labels with at least MIN_CLIPS clips, so that each
     # class score rests on more than one or two recordings.
     bench = args.corpus / "benchmark.json"
@@ -576,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         counts[r["label"]] = counts.get(r["label"], 0) + 1
     split["drums_common"] = [r for r in split["drums"] if counts[r["label"]] >= MIN_CLIPS]
     scores = {s: evaluate(proj, split[s], audio, template)
-              for s in ("everyday", "drums", "drums_common") + (() if args.with_val else ("val",)) if split[s]}
+              for s in ("test", "everyday", "drums", "drums_common") + (() if args.with_val else ("val",))
+              if split[s]}
     for s, v in scores.items():
         print(f"{s}: " + json.dumps(v), file=sys.stderr)
     meta = {"trained_on": args.corpus.name, "trained_splits": ["train", "val"] if args.with_val else ["train"],

@@ -153,19 +153,22 @@ def row_family(row: dict) -> str:
 
 def cap_families(rows: list[dict]) -> list[dict]:
     """Trainable rows (train / val) thinned so that each family of FAMILY_CAPS keeps at most its
-    share of them: a fixed hash order of the family's items decides which go (a General MIDI
-    program goes whole, with all its notes); held-out rows are never dropped."""
+    share of them: a fixed hash order of the clip paths decides which go (so every item keeps
+    some); held-out rows are never dropped."""
     rows = [dict(r, family=row_family(r)) for r in rows]
     trainable = [r for r in rows if r["split"] != "test"]
+    have = {f: sum(r["family"] == f for r in trainable) for f in FAMILY_CAPS}
+    others = len(trainable) - sum(have.values())
+    # Each family may keep share * N of the N trainable rows left in the end, N itself depending
+    # on what every capped family keeps: a few rounds of the fixed point settle it.
+    allowed = dict(have)
+    for _ in range(20):
+        total = others + sum(allowed.values())
+        allowed = {f: min(allowed[f], int(share * total)) for f, share in FAMILY_CAPS.items()}
     keep = {id(r) for r in rows}
-    for family, share in FAMILY_CAPS.items():
+    for family in FAMILY_CAPS:
         mine = [r for r in trainable if r["family"] == family]
-        others = len(trainable) - len(mine)
-        allowed = int(share * others / (1 - share))
-        if len(mine) <= allowed:
-            continue
-        # Thin by clip, in the order of a hash of the path: items are spread evenly.
-        for r in sorted(mine, key=lambda r: key_hash(r["path"]))[allowed:]:
+        for r in sorted(mine, key=lambda r: key_hash(r["path"]))[allowed[family]:]:
             keep.discard(id(r))
     return [r for r in rows if id(r) in keep]
 
