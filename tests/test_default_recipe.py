@@ -98,7 +98,7 @@ def test_val_source_is_left_out_of_training_and_scored(tmp_path, monkeypatch, ca
         recipe.main(["fit", str(tmp_path), "--val-source", "synth-nope"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(
-        "--val-source: no training clips from 'synth-nope'; expected one of synth-train, synth-train-b")
+        "--val-source: no training clips from 'synth-nope'; expected some of synth-train, synth-train-b")
     with pytest.raises(SystemExit) as exit_:
         recipe.main(["fit", str(tmp_path), "--event-thresholds", "0.4,0.6"])
     assert exit_.value.code == 2
