@@ -16,7 +16,7 @@ from train.corpus.benchmark import EVERYDAY_FAMILIES, MAX_FAMILY_SHARE, MIN_CLIP
 from train.corpus.build import FAMILY_CAPS, cap_families, drop_copies
 from train.corpus.clips import run_task
 from train.corpus.packages import (SoundFile, copyright_licences, fetch_package, licence_names, list_sounds,
-                                   read_sound_bytes)
+                                   member_bytes)
 from train.corpus.sfx import SfxPackage, file_detail, naming_path, sfx_tasks
 from train.corpus.taxonomy import load_taxonomy
 
@@ -68,7 +68,7 @@ def test_fetch_unpacks_only_sounds_and_lists_archive_members(tmp_path):
     sounds = list_sounds("demo-sounds-data", root, version)
     assert [(s.path.rsplit("/", 1)[1], s.member) for s in sounds] == [
         ("DogBark2.wav", ""), ("extra.zip", "animals/CowMoo.wav"), ("glass_break.wav", ""), ("sfx042.wav", "")]
-    assert read_sound_bytes(root, sounds[1]) == _wav_bytes(4)
+    assert member_bytes(root / sounds[1].path, sounds[1].member) == _wav_bytes(4)
     assert copyright_licences(root, "demo-sounds-data") == "GPL-2+, CC-BY-3.0"
     # A second fetch reads the marker: nothing is downloaded or unpacked again.
     assert fetch_package("demo-sounds-data", cache) == (root, "1.2-3")

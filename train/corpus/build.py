@@ -198,9 +198,7 @@ def build(data_dir: str, source_names: list[str] | None, max_per_item: int, jobs
     _write_json(os.path.join(data_dir, "benchmark.json"),
                 {"sources": list(EVERYDAY_HELDOUT), **describe(everyday), "paths": [r["path"] for r in everyday]})
     test_labels = sorted({r["label"] for r in rows if r["split"] == "test"})
-    with open(os.path.join(data_dir, "heldout.json.tmp"), "w") as f:
-        json.dump({"sources": heldout, "labels": test_labels}, f, indent=1)
-    os.replace(os.path.join(data_dir, "heldout.json.tmp"), os.path.join(data_dir, "heldout.json"))
+    _write_json(os.path.join(data_dir, "heldout.json"), {"sources": heldout, "labels": test_labels})
     stats = corpus_stats(rows)
     _write_json(os.path.join(data_dir, "stats.json"), stats)
     write_attribution(os.path.join(data_dir, "ATTRIBUTION.md"), chosen,

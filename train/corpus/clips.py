@@ -5,11 +5,11 @@ import io
 import os
 import random
 import subprocess
-import zipfile
 from dataclasses import dataclass, field
 
 from . import captions
 from .audio import load_audio, make_clips, write_clip
+from .packages import member_bytes
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,7 @@ def run_task(task: FileTask, data_dir: str) -> list[dict]:
             out = subprocess.run(task.command, capture_output=True, check=True, timeout=60)
             audio = load_audio(io.BytesIO(out.stdout))
         elif task.member:
-            with zipfile.ZipFile(task.path) as z:
-                audio = load_audio(io.BytesIO(z.read(task.member)))
+            audio = load_audio(io.BytesIO(member_bytes(task.path, task.member)))
         elif task.length:
             with open(task.path, "rb") as f:
                 f.seek(task.offset)

@@ -108,12 +108,10 @@ def list_sounds(package: str, root: Path, version: str) -> list[SoundFile]:
     return out
 
 
-def read_sound_bytes(root: Path, sound: SoundFile) -> bytes:
-    """The encoded bytes of one sound (read out of its archive when it has a member)."""
-    if sound.member:
-        with zipfile.ZipFile(root / sound.path) as z:
-            return z.read(sound.member)
-    return (root / sound.path).read_bytes()
+def member_bytes(archive: str | Path, member: str) -> bytes:
+    """The encoded bytes of one sound inside a zip-family archive."""
+    with zipfile.ZipFile(archive) as z:
+        return z.read(member)
 
 
 def licence_names(text: str) -> str:
