@@ -48,6 +48,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from clap_rt.cache import cache_dir
 from clap_rt.config import FrontendConfig
 from clap_rt.errors import UserError
 
@@ -148,7 +149,7 @@ def frontend_hash(fe: FrontendConfig) -> str:
 
 
 def default_cache_dir(fe: FrontendConfig) -> Path:
-    return Path.home() / ".cache" / "clap_rt" / "features" / frontend_hash(fe)
+    return cache_dir() / "features" / frontend_hash(fe)
 
 
 class FeatureCache:

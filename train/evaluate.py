@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", required=True, help="CSV or JSONL manifest")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p.add_argument("--template", default=None, help="prompt template with {} (default: the model's)")
-    p.add_argument("--cache-dir", default=None, help="feature cache root (default: ~/.cache/clap_rt/features)")
+    p.add_argument("--cache-dir", default=None, help="feature cache root (default: $CLAP_RT_CACHE/features, ~/.cache/clap_rt/features when unset)")
     p.add_argument("--json", default=None, help="write the scores here")
     p.add_argument("--confusion", default=None, help="write the confusion-matrix PNG here")
     args = p.parse_args(argv)

@@ -18,8 +18,9 @@ import time
 
 import numpy as np
 
+from ..cache import cache_dir
 from . import engine_class
-from .graph import audio_fingerprint, cache_dir, example_input
+from .graph import audio_fingerprint, example_input
 
 PARITY = {"onnx": 0.9999, "cuda": 0.999, "trt": 0.999}    # min cosine vs eager per backend
 BATCHES = (1, 4)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..cache import cache_dir
 
 OPSET = 17
 INPUT_NAME = "mel_db"
@@ -88,12 +89,6 @@ def export_audio_onnx(model, opset: int = OPSET) -> bytes:
                           output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset,
                           do_constant_folding=True, dynamo=False)
     return buf.getvalue()
-
-
-def cache_dir() -> Path:
-    """Where exported graphs and backend choices are cached: $CLAP_RT_CACHE or ~/.cache/clap_rt."""
-    root = os.environ.get("CLAP_RT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "clap_rt")
-    return Path(root)
 
 
 def audio_fingerprint(model) -> str:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import cache_dir
 from .cuda_engine import require_cuda
-from .graph import INPUT_NAME, OUTPUT_NAME, audio_fingerprint, cache_dir, cached_audio_onnx
+from .graph import INPUT_NAME, OUTPUT_NAME, audio_fingerprint, cached_audio_onnx
 
 DEFAULT_BATCH = (1, 8, 64)     # optimisation profile: min, opt, max batch
 

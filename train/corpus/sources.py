@@ -12,7 +12,7 @@ from typing import Callable
 
 from pathlib import Path
 
-from clap_rt.engine.graph import cache_dir
+from clap_rt.cache import cache_dir
 
 from .clips import FileTask
 from .sfx import EVERYDAY_HELDOUT, SFX_PACKAGES, SfxPackage, sfx_tasks
