@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Optional
 
 from clap_rt.errors import UserError
+
+# The CLIP clamp on the log inverse temperature: the temperature never falls below 1/100.
+MAX_LOGIT_SCALE = math.log(100)
 
 
 @dataclass
@@ -36,7 +40,7 @@ class DataConfig:
     manifest: str = ""                      # CSV or JSONL, see train/data.py
     train_split: str = "train"
     eval_split: str = "val"                 # "" : no evaluation during training
-    cache_dir: Optional[str] = None         # None: ~/.cache/clap_rt/features/<frontend hash>
+    cache_dir: Optional[str] = None         # None: clap_rt.cache.cache_dir()/features/<frontend hash>
     feature_threads: int = 1                # threads for the C++ frontend when building the cache
 
 
@@ -65,7 +69,7 @@ class OptimConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.05              # not applied to biases, norms and logit_scale
     grad_clip: float = 1.0                  # max global grad norm; 0: off
-    max_logit_scale: float = 4.605170185988092   # ln(100), the CLIP clamp
+    max_logit_scale: float = MAX_LOGIT_SCALE
 
 
 @dataclass
@@ -148,12 +152,6 @@ def config_from_args(args: argparse.Namespace, cls=TrainConfig):
                 kwargs[f.name] = tuple(value) if isinstance(value, list) else value
         return c(**kwargs)
     return build(cls)
-
-
-def config_from_dict(d: dict, cls=TrainConfig):
-    """Inverse of `dataclasses.asdict` for these configs (as stored in a checkpoint)."""
-    from clap_rt.config import _from_dict
-    return _from_dict(cls, d)
 
 
 def validate(cfg: TrainConfig) -> None:

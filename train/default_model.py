@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from clap_rt.audio import SHORT_CLIPS, fit_windows, load_audio
+from clap_rt.cache import cache_dir
 from clap_rt.checkpoints import atomic_write_bytes, pretrained_text_state, save_model
 from clap_rt.config import small_default
 from clap_rt.frontend import log_mel
@@ -42,7 +43,7 @@ from train.corpus.sources import DRUM_HELDOUT
 from train.corpus.noise import coloured_noise
 from train.pretrained import AISFX_ATTRIBUTION, load_aisfx_state
 
-CACHE = Path(os.environ.get("CLAP_RT_CACHE", Path.home() / ".cache" / "clap_rt")) / "default_model"
+CACHE = cache_dir() / "default_model"
 MAX_WINDOWS = 3          # windows cached per clip: start, middle, end (deterministic)
 MIN_CLIPS = 5            # a held-out label needs this many clips to enter "test_common"
 # Copies for augmentation: extra versions of a training clip with its peak set to a random level in
@@ -446,7 +447,7 @@ def fit(proj: Projector, rows: list[dict], audio: dict, template: str, steps: in
         loss.backward()
         opt.step()
         sched.step()
-        clamp_logit_scale_(proj.logit_scale, math.log(100))
+        clamp_logit_scale_(proj.logit_scale)
         if step % log_every == 0 or step == steps:
             entry, line = {"step": step, "loss": loss.item()}, f"step {step} loss {loss.item():.3f}"
             if val_rows:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .config import MAX_LOGIT_SCALE
+
 
 def world_info() -> tuple[int, int]:
     """(rank, world size); (0, 1) without an initialised process group."""
@@ -64,7 +66,7 @@ def contrastive_loss(audio: torch.Tensor, text: torch.Tensor, logit_scale: torch
     return 0.5 * (F.cross_entropy(logits_a.float(), target) + F.cross_entropy(logits_t.float(), target))
 
 
-def clamp_logit_scale_(logit_scale: torch.nn.Parameter, max_value: float) -> None:
+def clamp_logit_scale_(logit_scale: torch.nn.Parameter, max_value: float = MAX_LOGIT_SCALE) -> None:
     """Clamp in place after each optimizer step, as CLIP does (temperature >= 1/100)."""
     with torch.no_grad():
         logit_scale.clamp_(0.0, max_value)
