@@ -67,7 +67,8 @@ class MelReader:
     """onnxruntime CalibrationDataReader over (N, n_mels, T) log-mel windows, `batch` at a time."""
 
     def __init__(self, mels, batch: int = 1):   # equal batches: histogram calibration concatenates them
-        self._it = ({"mel_db": b} for b in batches(mels, batch))
+        from clap_rt.engine.graph import INPUT_NAME
+        self._it = ({INPUT_NAME: b} for b in batches(mels, batch))
 
     def get_next(self):
         return next(self._it, None)

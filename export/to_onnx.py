@@ -23,6 +23,7 @@ if __package__ in (None, ""):      # run as a file: make the repository root imp
 import numpy as np
 import torch
 
+from clap_rt.engine.graph import INPUT_NAME, OPSET, OUTPUT_NAME
 from export.common import AUDIO_ONNX, AUDIO_ORT, LABELS_NPZ, META_JSON, load_checkpoint, run_cli
 
 PARITY_MIN = 0.99999
@@ -41,7 +42,7 @@ def parity(model, onnx_path: Path, batches=(1, 5)) -> float:
         start += b
         with torch.no_grad():
             ref = model.encode_audio(xb).numpy()
-        out = sess.run(None, {"mel_db": xb.numpy()})[0]
+        out = sess.run(None, {INPUT_NAME: xb.numpy()})[0]
         worst = min(worst, float((ref * out).sum(axis=1).min()))
     return worst
 
@@ -62,7 +63,7 @@ def model_frames(meta: dict) -> int:
 
 
 def export(ckpt: str, out_dir: str, labels: list[str] | None = None, template: str | None = None,
-           opset: int = 17) -> dict:
+           opset: int = OPSET) -> dict:
     """Export `ckpt` into `out_dir`; returns the export.json content."""
     import onnx
     from clap_rt.checkpoints import atomic_write_bytes
@@ -78,7 +79,7 @@ def export(ckpt: str, out_dir: str, labels: list[str] | None = None, template: s
     cos = parity(model, out / AUDIO_ONNX)
     fe = model.config.frontend
     graph = AudioGraph(model)
-    meta = {"model": model.config.to_dict(), "opset": opset, "input": "mel_db", "output": "embedding",
+    meta = {"model": model.config.to_dict(), "opset": opset, "input": INPUT_NAME, "output": OUTPUT_NAME,
             "input_shape": ["batch", fe.n_mels, fe.n_frames if graph.fixed_time else "frames"],
             "dim": model.config.projection.dim, "parity_min_cosine": cos,
             "torch": torch.__version__, "onnx": onnx.__version__}
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="to_onnx.py", description=__doc__.splitlines()[0])
     p.add_argument("ckpt", help="clap_rt model folder")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=OPSET)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--labels", help='comma-separated labels for a label-embedding table, e.g. "siren,dog"')
     g.add_argument("--labels-file", help="a text file with one label per line")
