@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 APT_PACKAGES := $(shell cat apt-packages.txt 2>/dev/null)
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo clean
 
 setup: $(STAMP)
 
