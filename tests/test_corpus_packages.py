@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from clap_rt.errors import UserError
-from train.corpus.benchmark import EVERYDAY_FAMILIES, MAX_FAMILY_SHARE, MIN_CLIPS, describe, everyday_benchmark
+from train.corpus.benchmark import (BENCHMARK_NAMES, EVERYDAY_FAMILIES, MAX_FAMILY_SHARE, MIN_CLIPS, benchmark_name,
+                                    describe, everyday_benchmark)
 from train.corpus.build import FAMILY_CAPS, cap_families, drop_copies
 from train.corpus.clips import run_task
 from train.corpus.packages import (SoundFile, copyright_licences, fetch_package, licence_names, list_sounds,
@@ -145,6 +146,23 @@ def test_everyday_benchmark_rule():
     assert everyday_benchmark(rows, {"pkg"}) == bench       # deterministic
     d = describe(bench)
     assert d["labels"] == len(others) + 1 and d["clips"] == len(bench) and d["chance"] == round(1 / d["labels"], 4)
+
+
+def test_benchmark_names_merge_variants_into_taxonomy_labels():
+    from train.corpus.taxonomy import load_taxonomy
+    labels = load_taxonomy().labels
+    merged = [lab for group in BENCHMARK_NAMES.values() for lab in group]
+    assert len(merged) == len(set(merged)) and not set(merged) & set(BENCHMARK_NAMES)
+    for name, group in BENCHMARK_NAMES.items():
+        assert name in labels and set(group) <= set(labels), name
+        assert {labels[g].family for g in group} == {labels[name].family}, name   # one family each
+    assert benchmark_name("door slam") == "door" and benchmark_name("door knock") == "door knock"
+    # Five door variants of 2 clips reach MIN_CLIPS together; the taxonomy label stays beside it.
+    spec = {(v, "domestic"): 2 for v in BENCHMARK_NAMES["door"]}
+    spec.update({(f"thing{i}", fam): 10 for i, fam in enumerate(EVERYDAY_FAMILIES) if fam != "domestic"})
+    bench = everyday_benchmark(_bench_rows(spec), {"pkg"})
+    doors = [r for r in bench if r["label"] == "door"]
+    assert len(doors) == 10 and {r["corpus_label"] for r in doors} == set(BENCHMARK_NAMES["door"])
 
 
 def test_cap_families_thins_trainable_rows_only():

@@ -569,8 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     # drum sources' row; "drums_common": their labels with at least MIN_CLIPS clips, so that each
     # class score rests on more than one or two recordings.
     bench = args.corpus / "benchmark.json"
-    everyday = set(json.loads(bench.read_text())["paths"]) if bench.exists() else set()
-    split["everyday"] = [r for r in split["test"] if r["path"] in everyday]
+    everyday = json.loads(bench.read_text())["paths"] if bench.exists() else {}
+    split["everyday"] = [dict(r, label=everyday[r["path"]]) for r in split["test"] if r["path"] in everyday]
     split["drums"] = [r for r in split["test"] if r["source"] in DRUM_HELDOUT]
     counts = {}
     for r in split["drums"]:

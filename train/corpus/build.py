@@ -196,7 +196,8 @@ def build(data_dir: str, source_names: list[str] | None, max_per_item: int, jobs
     _write_json(os.path.join(data_dir, "duplicates.json"), copies)
     everyday = everyday_benchmark(rows, set(EVERYDAY_HELDOUT))
     _write_json(os.path.join(data_dir, "benchmark.json"),
-                {"sources": list(EVERYDAY_HELDOUT), **describe(everyday), "paths": [r["path"] for r in everyday]})
+                {"sources": list(EVERYDAY_HELDOUT), **describe(everyday),
+                 "paths": {r["path"]: r["label"] for r in everyday}})
     test_labels = sorted({r["label"] for r in rows if r["split"] == "test"})
     _write_json(os.path.join(data_dir, "heldout.json"), {"sources": heldout, "labels": test_labels})
     stats = corpus_stats(rows)
