@@ -44,6 +44,7 @@ setup(
     name="clap_rt",
     version="0.1.0",
     description="Streaming CLAP (contrastive language-audio pretraining) inference engine with a training backend",
+    license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["clap_rt", "clap_rt.*"]),
     package_data={"clap_rt": ["models/**/*.safetensors", "models/**/*.json", "models/**/*.txt",
