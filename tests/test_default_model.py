@@ -12,9 +12,10 @@ from clap_rt.checkpoints import DEFAULT_MODEL_DIR
 from clap_rt.zeroshot import Clap
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
-# Measured with the shipped model (seventh session): 4 of 5, each at probability >= 0.99 (the
-# wood block is called a hand clap at 0.89; `listen` finds it in the stream). The fifth session's
-# model also named 4. A weaker model, or a broken frontend or checkpoint, names fewer.
+# Measured with the background-clip recipe's model (docs/experiments.md): 4 of 5, each at
+# probability >= 0.99 (the wood block is called a hand clap at 0.89; `listen` finds it in the
+# stream). The frozen-CNN six-band model also named 4. A weaker model, or a broken frontend or
+# checkpoint, names fewer.
 MIN_DEMO_HITS = 4
 
 
@@ -46,8 +47,8 @@ def test_default_model_names_the_demo_events(clap):
 
 def test_default_model_stays_quiet_on_an_empty_scene(clap):
     """20 s of bench/stream.py's background (pink noise + 50 Hz mains hum) through `listen
-    --fast`'s pipeline at the model's thresholds: no event. The fifth session's model, trained
-    without background clips, had the kick drum on for most of such noise (the hum read as a kick)."""
+    --fast`'s pipeline at the model's thresholds: no event. A model trained without background
+    clips had the kick drum on for most of such noise (the hum read as a kick)."""
     from bench.stream import background_noise, decide, score_stream
 
     rate = clap.sample_rate
