@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from clap_rt.errors import UserError
 from train.corpus import load_manifest, write_manifest
 from train.corpus.audio import SAMPLE_RATE, make_clips, trim
 from train.corpus.captions import drum_captions, event_captions, note_captions, speech_captions
@@ -24,6 +25,9 @@ def _row(i, item="a", source="s"):
 
 def test_manifest_round_trip(tmp_path):
     rows = [_row(i, item=f"it{i}") for i in range(5)]
+    # A packaged sound's row carries its provenance (train/corpus/sfx.py).
+    rows[0].update(package="demo-sounds-data", version="1.2-3", package_path="/usr/share/sounds/dog.zip",
+                   member="dog.wav")
     path = tmp_path / "manifest.jsonl"
     write_manifest(str(path), rows)
     assert load_manifest(str(path)) == rows
@@ -40,29 +44,30 @@ def test_manifest_missing_field_names_line_and_field(tmp_path):
     del rows[1]["label"]
     path = tmp_path / "m.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(UserError) as e:
         load_manifest(str(path))
-    assert str(e.value) == "manifest line 2: missing field 'label'"
+    assert str(e.value) == f"{path}:2: missing field 'label'"
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("split", "dev", "manifest line 1: field 'split' is 'dev', expected one of ('train', 'val', 'test')"),
-    ("captions", [], "manifest line 1: field 'captions' must be a non-empty list of strings"),
-    ("caption", "", "manifest line 1: field 'caption' must be a non-empty string"),
+    ("split", "dev", "m.jsonl:1: field 'split' is 'dev', expected one of ('train', 'val', 'test')"),
+    ("captions", [], "m.jsonl:1: field 'captions' must be a non-empty list of strings"),
+    ("caption", "", "m.jsonl:1: field 'caption' must be a non-empty string"),
 ])
 def test_manifest_bad_values(tmp_path, field, value, message):
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps(dict(_row(0), **{field: value})) + "\n")
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(UserError) as e:
         load_manifest(str(path))
-    assert str(e.value) == message
+    assert str(e.value) == f"{tmp_path}/{message}"
 
 
 def test_manifest_bad_json(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps(_row(0)) + "\n{not json\n")
-    with pytest.raises(ValueError, match=r"^manifest line 2: invalid JSON"):
+    with pytest.raises(UserError) as e:
         load_manifest(str(path))
+    assert str(e.value).startswith(f"{path}:2: invalid JSON")
 
 
 def test_split_by_item_never_mixes():

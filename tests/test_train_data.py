@@ -48,7 +48,8 @@ def test_csv_and_jsonl_manifests_agree(tmp_path):
     ('{"path": "a.wav"}', "m.jsonl:1: missing field 'caption' (or a non-empty 'captions')"),
     ('{"path": "a.wav", "caption": "x", "start": 2, "end": 1}', "m.jsonl:1: expected 0 <= start < end, got start=2.0, end=1.0"),
     ('{"path": "a.wav", "caption": "x", "lbl": 1}', "m.jsonl:1: unknown fields ['lbl']; expected some of "
-     "['caption', 'captions', 'end', 'item', 'label', 'path', 'seconds', 'source', 'split', 'start']"),
+     "['caption', 'captions', 'end', 'item', 'label', 'member', 'package', 'package_path', 'path', 'seconds', "
+     "'source', 'split', 'start', 'version']"),
 ])
 def test_manifest_errors_name_the_line_and_field(tmp_path, line, message):
     from train.data import read_manifest

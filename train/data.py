@@ -15,6 +15,8 @@ against the manifest's folder.
     label     no        class name, used by zero-shot evaluation
     item      no        source item id (the corpus builder's split unit); kept, not used
     seconds   no        clip duration, written by the corpus builder; kept, not used
+    package, version, package_path, member
+              no        where the corpus builder took a packaged sound from; kept, not used
 
 Public datasets map onto it like this:
   - AudioCaps (`train.csv` / `val.csv` / `test.csv`: audiocap_id, youtube_id, start_time,
@@ -52,7 +54,8 @@ from clap_rt.cache import cache_dir
 from clap_rt.config import FrontendConfig
 from clap_rt.errors import UserError
 
-KNOWN_FIELDS = {"path", "caption", "captions", "start", "end", "split", "source", "label", "item", "seconds"}
+KNOWN_FIELDS = {"path", "caption", "captions", "start", "end", "split", "source", "label", "item", "seconds",
+                "package", "version", "package_path", "member"}
 CAPTION_SEP = " | "
 
 
@@ -69,34 +72,39 @@ class Clip:
 
 # --- manifests -------------------------------------------------------------------------------
 
-def read_manifest(path: str | os.PathLike) -> list[Clip]:
-    """Read a .csv or .jsonl manifest into Clips; errors name the file, row and field."""
+def read_rows(path: str | os.PathLike) -> list[tuple[str, object]]:
+    """The rows of a .csv or .jsonl manifest as parsed, each with where it stands ("FILE:LINE"),
+    for the checks that follow to name; the one reader of manifest files."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: manifest not found; expected a .csv or .jsonl file")
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
-        first = 2                                      # line 1 is the header
-    elif path.suffix.lower() in (".jsonl", ".json"):
-        rows, first = [], 1
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{n}: invalid JSON ({e.msg}); expected one object per line")
-    else:
+        # Line 1 is the header.
+        return [(f"{path}:{n}", row) for n, row in enumerate(csv.DictReader(io.StringIO(text)), start=2)]
+    if path.suffix.lower() not in (".jsonl", ".json"):
         raise UserError(f"{path}: unknown manifest type {path.suffix!r}; expected .csv or .jsonl")
-    clips = [_clip(row, path, first + i) for i, row in enumerate(rows)]
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append((f"{path}:{n}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: invalid JSON ({e.msg}); expected one object per line")
+    return rows
+
+
+def read_manifest(path: str | os.PathLike) -> list[Clip]:
+    """Read a .csv or .jsonl manifest into Clips; errors name the file, row and field."""
+    path = Path(path)
+    clips = [_clip(row, path, where) for where, row in read_rows(path)]
     if not clips:
         raise UserError(f"{path}: manifest has no rows")
     return clips
 
 
-def _clip(row, manifest: Path, line: int) -> Clip:
-    where = f"{manifest}:{line}"
+def _clip(row, manifest: Path, where: str) -> Clip:
     if not isinstance(row, dict):
         raise UserError(f"{where}: expected an object with fields path, caption")
     unknown = set(row) - KNOWN_FIELDS

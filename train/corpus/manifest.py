@@ -5,42 +5,37 @@ import hashlib
 import json
 import os
 
+from clap_rt.errors import UserError
+from ..data import read_rows
+
 FIELDS = ("path", "caption", "captions", "label", "source", "item", "split")
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.10
 
 
-def validate_row(row: object, line: int) -> dict:
-    """Check one manifest object; ValueError names the line number and the bad field."""
+def validate_row(row: object, where: str) -> dict:
+    """Check one manifest object against the corpus's fields; the UserError starts with `where`
+    (FILE:LINE) and names the bad field."""
     if not isinstance(row, dict):
-        raise ValueError(f"manifest line {line}: expected a JSON object, got {type(row).__name__}")
+        raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
     for field in FIELDS:
         if field not in row:
-            raise ValueError(f"manifest line {line}: missing field '{field}'")
+            raise UserError(f"{where}: missing field '{field}'")
         value = row[field]
         if field == "captions":
             if not (isinstance(value, list) and value and all(isinstance(c, str) and c for c in value)):
-                raise ValueError(f"manifest line {line}: field 'captions' must be a non-empty list of strings")
+                raise UserError(f"{where}: field 'captions' must be a non-empty list of strings")
         elif not (isinstance(value, str) and value):
-            raise ValueError(f"manifest line {line}: field '{field}' must be a non-empty string")
+            raise UserError(f"{where}: field '{field}' must be a non-empty string")
     if row["split"] not in SPLITS:
-        raise ValueError(f"manifest line {line}: field 'split' is '{row['split']}', expected one of {SPLITS}")
+        raise UserError(f"{where}: field 'split' is '{row['split']}', expected one of {SPLITS}")
     return row
 
 
-def load_manifest(path: str) -> list[dict]:
-    """Read and validate a manifest.jsonl; returns one dict per clip (fields: see FIELDS)."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"manifest line {line_no}: invalid JSON ({e.msg})") from e
-            rows.append(validate_row(row, line_no))
-    return rows
+def load_manifest(path: str | os.PathLike) -> list[dict]:
+    """Read (train.data.read_rows) and validate a corpus manifest.jsonl; returns one dict per
+    clip as written (fields: see FIELDS; paths relative to the manifest's folder)."""
+    return [validate_row(row, where) for where, row in read_rows(path)]
 
 
 def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
@@ -55,7 +50,7 @@ def write_jsonl_atomic(path: str, rows: list[dict]) -> None:
 def write_manifest(path: str, rows: list[dict]) -> None:
     """Validate every row, then write the manifest atomically."""
     for i, row in enumerate(rows, start=1):
-        validate_row(row, i)
+        validate_row(row, f"{path}:{i}")
     write_jsonl_atomic(path, rows)
 
 
