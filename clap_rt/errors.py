@@ -1,8 +1,10 @@
-"""Errors a user can fix: the CLI prints them as one line and exits with status 2."""
+"""Errors a user can fix, and the one way every program reports them: one line, exit status 2."""
 from __future__ import annotations
 
 import json
 import os
+import sys
+from typing import Callable, Optional
 
 
 class UserError(Exception):
@@ -19,3 +21,22 @@ def read_json_file(path: str | os.PathLike, missing: str, name: str | None = Non
         raise UserError(missing)
     except json.JSONDecodeError as e:
         raise UserError(f"{name or path}: invalid JSON ({e.msg} at line {e.lineno})" + (f"; {expected}" if expected else ""))
+
+
+def run_program(prog: str, body: Callable[[], Optional[int]],
+                also: tuple[type[Exception], ...] = ()) -> int:
+    """Run a program's `body` and return its exit status (None counts as 0).
+
+    A UserError, or one of `also` (e.g. the RuntimeError naming a missing package), prints
+    "<prog>: error: <message>" as one line on stderr and gives status 2, without a traceback,
+    the way argparse reports a bad flag. Ctrl-C gives 130; a closed output pipe (`| head`) 0.
+    """
+    try:
+        return int(body() or 0)
+    except (UserError, *also) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

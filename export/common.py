@@ -1,10 +1,9 @@
-"""What the export scripts share: running a CLI, loading checkpoints, calibration windows."""
+"""What the export programs share: file names, the failures they report, checkpoints, calibration windows."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -17,13 +16,9 @@ META_JSON = "export.json"           # model config + input spec + measured parit
 LABELS_NPZ = "labels.npz"           # precomputed label-embedding table
 
 
-def run_cli(prog: str, main: Callable[[], int]) -> int:
-    """Run `main`; a UserError or a missing package / device becomes one line on stderr, exit 2."""
-    try:
-        return main()
-    except (UserError, RuntimeError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+# What an export program reports as one line and exit status 2 besides a UserError: a missing
+# package or device, a graph TensorRT cannot take (all RuntimeErrors, see clap_rt.engine).
+FAILURES = (RuntimeError,)
 
 
 def load_checkpoint(path: str):

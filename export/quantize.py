@@ -1,4 +1,4 @@
-"""python export/quantize.py DIR --mode dynamic|static|fp16 [--calib FOLDER]: smaller graphs.
+"""python -m export.quantize DIR --mode dynamic|static|fp16 [--calib FOLDER]: smaller graphs.
 
 Reads DIR/audio.onnx (written by to_onnx.py) and writes next to it:
   dynamic  audio.int8-dynamic.onnx  ORT dynamic quantisation: int8 per-channel weights,
@@ -19,10 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-if __package__ in (None, ""):      # run as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clap_rt.errors import UserError, run_program
+from export.common import AUDIO_ONNX, FAILURES, batches, calibration_windows, model_config, read_meta
 
-from export.common import AUDIO_ONNX, batches, calibration_windows, model_config, read_meta, run_cli
+PROG = "python -m export.quantize"
 
 MODES = ("dynamic", "static", "fp16")
 QUANTISED_OPS = ["Conv", "MatMul", "Gemm"]
@@ -107,10 +107,9 @@ def convert_fp16(src: Path, dst: Path) -> None:
 
 def quantize(export_dir: str | Path, mode: str, calib: str | None = None, calib_windows: int = 64) -> Path:
     """Write the `mode` variant of export_dir/audio.onnx; returns its path."""
-    from clap_rt.errors import UserError
     src = Path(export_dir) / AUDIO_ONNX
     if not src.exists():
-        raise UserError(f"{export_dir}: no {AUDIO_ONNX}; run export/to_onnx.py first")
+        raise UserError(f"{export_dir}: no {AUDIO_ONNX}; run python -m export.to_onnx first")
     dst = output_path(export_dir, mode)
     if mode == "dynamic":
         quantize_dynamic(src, dst)
@@ -126,7 +125,7 @@ def quantize(export_dir: str | Path, mode: str, calib: str | None = None, calib_
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="quantize.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("dir", help="folder written by export/to_onnx.py")
     p.add_argument("--mode", choices=MODES, required=True)
     p.add_argument("--calib", default=None, help="folder of audio for static calibration")
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {quantize(args.dir, args.mode, args.calib, args.calib_windows)}")
         return 0
 
-    return run_cli("quantize.py", run)
+    return run_program(PROG, run, also=FAILURES)
 
 
 if __name__ == "__main__":

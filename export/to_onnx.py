@@ -1,4 +1,4 @@
-"""python export/to_onnx.py CKPT -o DIR: the audio tower as ONNX, checked against PyTorch.
+"""python -m export.to_onnx CKPT -o DIR: the audio tower as ONNX, checked against PyTorch.
 
 Writes into DIR:
   audio.onnx      log-mel frames `mel_db` (batch, n_mels, T) -> `embedding` (batch, dim), unit
@@ -17,15 +17,14 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):      # run as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
 
 from clap_rt.engine.graph import INPUT_NAME, OPSET, OUTPUT_NAME
-from export.common import AUDIO_ONNX, AUDIO_ORT, LABELS_NPZ, META_JSON, load_checkpoint, run_cli
+from clap_rt.errors import UserError, run_program
+from export.common import AUDIO_ONNX, AUDIO_ORT, FAILURES, LABELS_NPZ, META_JSON, load_checkpoint
 
+PROG = "python -m export.to_onnx"
 PARITY_MIN = 0.99999
 
 
@@ -96,7 +95,7 @@ def export(ckpt: str, out_dir: str, labels: list[str] | None = None, template: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="to_onnx.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("ckpt", help="clap_rt model folder")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--opset", type=int, default=OPSET)
@@ -108,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         from clap_rt.cli.common import read_labels
-        from clap_rt.errors import UserError
         if args.opset < 17:
             raise UserError(f"--opset: expected >= 17 (LayerNormalization), got {args.opset}")
         labels = read_labels(args) if (args.labels or args.labels_file) else None
@@ -116,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         cos = meta["parity_min_cosine"]
         print(f"wrote {args.out}/{AUDIO_ONNX} (+ {AUDIO_ORT}); ONNX vs PyTorch min cosine {cos:.7f}")
         if cos < PARITY_MIN:
-            print(f"to_onnx.py: error: ONNX disagrees with PyTorch (cosine {cos:.7f} < {PARITY_MIN})",
+            print(f"{PROG}: error: ONNX disagrees with PyTorch (cosine {cos:.7f} < {PARITY_MIN})",
                   file=sys.stderr)
             return 1
         return 0
 
-    return run_cli("to_onnx.py", run)
+    return run_program(PROG, run, also=FAILURES)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""python export/to_trt.py CKPT [--fp16] [--int8 --calib FOLDER] [--batch MIN,OPT,MAX] -o engine.plan
+"""python -m export.to_trt CKPT [--fp16] [--int8 --calib FOLDER] [--batch MIN,OPT,MAX] -o engine.plan
 
 Checkpoint -> ONNX (to_onnx.py, parity-checked) -> TensorRT engine with one optimisation
 profile over the batch sizes. TensorRT 10.x: precision through the FP16 / INT8 builder flags
@@ -13,14 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-if __package__ in (None, ""):      # run as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from clap_rt.errors import UserError, run_program
+from export.common import AUDIO_ONNX, FAILURES
 
-from export.common import AUDIO_ONNX, run_cli
+PROG = "python -m export.to_trt"
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:
-    from clap_rt.errors import UserError
     try:
         b = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -35,7 +34,6 @@ def build(ckpt: str, out: str, fp16: bool, int8: bool, batch: tuple[int, int, in
     """Export, optionally convert / quantise, build; returns the plan path."""
     from clap_rt.checkpoints import atomic_write_bytes
     from clap_rt.engine.trt_engine import build_plan, require_tensorrt, trt_major
-    from clap_rt.errors import UserError
     from export import quantize, to_onnx
     trt = require_tensorrt()                       # fail fast, before any export work
     if int8 and not calib:
@@ -61,7 +59,7 @@ def build(ckpt: str, out: str, fp16: bool, int8: bool, batch: tuple[int, int, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="to_trt.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("ckpt", help="clap_rt model folder")
     p.add_argument("-o", "--out", required=True, help="engine file to write (.plan)")
     p.add_argument("--fp16", action="store_true", help="fp16 engine")
@@ -75,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path}")
         return 0
 
-    return run_cli("to_trt.py", run)
+    return run_program(PROG, run, also=FAILURES)
 
 
 if __name__ == "__main__":

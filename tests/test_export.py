@@ -156,14 +156,14 @@ def test_to_onnx_writes_checked_graph_and_label_table(tiny_model_dir, tmp_path, 
 
 def test_to_onnx_bad_checkpoint_is_one_line_exit_2(tmp_path, capsys):
     assert to_onnx.main([str(tmp_path / "nope"), "-o", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == f"to_onnx.py: error: {tmp_path / 'nope'}: model folder not found\n"
+    assert capsys.readouterr().err == f"python -m export.to_onnx: error: {tmp_path / 'nope'}: model folder not found\n"
 
 
 def test_static_quantisation_needs_calibration_audio(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "onnx"
     assert to_onnx.main([str(tiny_model_dir), "-o", str(out)]) == 0
     assert quantize.main([str(out), "--mode", "static"]) == 2
-    assert capsys.readouterr().err == ("quantize.py: error: --calib: static quantisation needs a folder "
+    assert capsys.readouterr().err == ("python -m export.quantize: error: --calib: static quantisation needs a folder "
                                        "of audio, e.g. the training corpus folder\n")
 
 
@@ -172,7 +172,7 @@ def test_static_quantisation_needs_calibration_audio(tiny_model_dir, tmp_path, c
 def test_to_trt_without_tensorrt_is_one_line_exit_2(tiny_model_dir, tmp_path, capsys):
     assert to_trt.main([str(tiny_model_dir), "-o", str(tmp_path / "e.plan"), "--fp16"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("to_trt.py: error: the trt backend requires TensorRT"), err
+    assert err.count("\n") == 1 and err.startswith("python -m export.to_trt: error: the trt backend requires TensorRT"), err
     assert not (tmp_path / "e.plan").exists()
 
 

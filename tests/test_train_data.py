@@ -23,8 +23,8 @@ def test_flags_are_generated_from_the_dataclass():
 def test_model_source_must_be_exactly_one(capsys):
     from train.train import main
     assert main(["--manifest", "m.csv", "--preset", "clap-rt-small", "--init", "x"]) == 2
-    assert capsys.readouterr().err.strip() == ("error: model: expected exactly one of --preset, "
-                                               "--model-config, --init; got --preset, --init")
+    assert capsys.readouterr().err.strip() == ("python -m train.train: error: model: expected exactly one of "
+                                               "--preset, --model-config, --init; got --preset, --init")
 
 
 def test_csv_and_jsonl_manifests_agree(tmp_path):

@@ -51,5 +51,5 @@ def test_distill_refuses_mixing(capsys):
     from train.distill import main
     rc = main(["--teacher", "t", "--preset", "clap-rt-small", "--manifest", "m.jsonl", "--mix-prob", "0.5"])
     assert rc == 2
-    assert capsys.readouterr().err.strip() == ("error: --mix-prob: must be 0 for distillation "
-                                               "(a mixed window has no teacher target)")
+    assert capsys.readouterr().err.strip() == ("python -m train.distill: error: --mix-prob: must be 0 for "
+                                               "distillation (a mixed window has no teacher target)")

@@ -33,6 +33,8 @@ from .config import ModelSource, TrainConfig, add_config_args, config_from_args,
 from .train import ContrastiveStep, Trainer, fit, prepare_data, run_cli, source_config, start_run
 from .loss import contrastive_loss, world_info
 
+PROG = "python -m train.distill"
+
 
 @dataclass
 class DistillOptions:
@@ -112,7 +114,7 @@ def teacher_audio_embeddings(teacher, clips, cfg: DistillConfig, device) -> torc
 
 
 def parse_args(argv: list[str] | None) -> DistillConfig:
-    p = argparse.ArgumentParser(prog="python -m train.distill", description="Distil a CLAP teacher into a student.")
+    p = argparse.ArgumentParser(prog=PROG, description="Distil a CLAP teacher into a student.")
     add_config_args(p, DistillConfig)
     cfg = config_from_args(p.parse_args(argv), DistillConfig)
     validate(cfg)
@@ -139,7 +141,7 @@ def distill(cfg: DistillConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(parse_args, distill, argv)
+    return run_cli(PROG, parse_args, distill, argv)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from clap_rt.errors import UserError
+from clap_rt.errors import UserError, run_program
 from clap_rt.pooling import pool_windows, selected_windows
+
+PROG = "python -m train.evaluate"
 
 
 # --- metrics on embeddings -------------------------------------------------------------------
@@ -158,16 +160,18 @@ def format_table(scores: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="clap_rt model folder")
     p.add_argument("--manifest", required=True, help="CSV or JSONL manifest")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p.add_argument("--template", default=None, help="prompt template with {} (default: the model's)")
-    p.add_argument("--cache-dir", default=None, help="feature cache root (default: $CLAP_RT_CACHE/features, ~/.cache/clap_rt/features when unset)")
+    p.add_argument("--cache-dir", default=None,
+                   help="feature cache root (default: $CLAP_RT_CACHE/features, else ~/.cache/clap_rt/features)")
     p.add_argument("--json", default=None, help="write the scores here")
     p.add_argument("--confusion", default=None, help="write the confusion-matrix PNG here")
     args = p.parse_args(argv)
-    try:
+
+    def run() -> None:
         from clap_rt.checkpoints import load_model
         from .data import FeatureCache, read_manifest, select_split
         if args.template is not None and "{}" not in args.template:
@@ -177,13 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         cache = FeatureCache(model.config.frontend, args.cache_dir, short=model.config.short_clips)
         features = cache.load_all(clips, progress=True)
         scores = evaluate_clips(model, tokenizer, clips, features, args.template, args.confusion)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(scores))
-    if args.json:
-        Path(args.json).write_text(json.dumps(scores, indent=2))
-    return 0
+        print(format_table(scores))
+        if args.json:
+            Path(args.json).write_text(json.dumps(scores, indent=2))
+
+    return run_program(PROG, run)
 
 
 if __name__ == "__main__":

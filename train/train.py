@@ -22,10 +22,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from clap_rt.errors import UserError, read_json_file
+from clap_rt.errors import UserError, read_json_file, run_program
 
 from .config import ModelSource, OptimConfig, TrainConfig, add_config_args, config_from_args, dump, validate
 from .loss import clamp_logit_scale_, contrastive_loss, world_info
+
+PROG = "python -m train.train"
 
 
 # --- model -----------------------------------------------------------------------------------
@@ -363,7 +365,7 @@ def prepare_data(cfg: TrainConfig, model_cfg, tokenizer, world: int, rank: int):
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="python -m train.train", description="Contrastive training of a clap_rt model.")
+    p = argparse.ArgumentParser(prog=PROG, description="Contrastive training of a clap_rt model.")
     add_config_args(p, TrainConfig)
     cfg = config_from_args(p.parse_args(argv), TrainConfig)
     validate(cfg)
@@ -401,21 +403,20 @@ def train(cfg: TrainConfig) -> dict:
                        device, evaluate))
 
 
-def run_cli(parse, run, argv: list[str] | None) -> int:
-    """parse(argv) -> config; run(config). UserError -> one line on stderr, status 2."""
-    try:
-        run(parse(argv))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return 0
+def run_cli(prog: str, parse, run, argv: list[str] | None) -> int:
+    """parse(argv) -> config; run(config), as program `prog` (clap_rt.errors.run_program); the
+    process group torchrun started is destroyed at the end, after an error too."""
+    def body() -> None:
+        try:
+            run(parse(argv))
+        finally:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+    return run_program(prog, body)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(parse_args, train, argv)
+    return run_cli(PROG, parse_args, train, argv)
 
 
 if __name__ == "__main__":

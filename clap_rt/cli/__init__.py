@@ -1,15 +1,14 @@
 """`clap-rt`: a thin argparse front over the library; one module per subcommand.
 
 Each subcommand module exposes `add_parser(subparsers)` (which sets `func=run`) and
-`run(args) -> int`. A `UserError` becomes one line on stderr and exit status 2.
+`run(args) -> int`. A `UserError` becomes one line on stderr and exit status 2 (`run_program`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
-from ..errors import UserError
+from ..errors import run_program
 
 SUBCOMMANDS = ("classify", "embed", "search", "info", "convert", "listen", "calibrate", "devices")
 
@@ -24,12 +23,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"clap-rt {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+    return run_program(f"clap-rt {args.command}", lambda: args.func(args))

@@ -5,11 +5,13 @@ import argparse
 import json
 import sys
 
-from clap_rt.errors import UserError
+from clap_rt.errors import UserError, run_program
+
+PROG = "python -m train.corpus"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.corpus")
+    parser = argparse.ArgumentParser(prog=PROG)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build or resume the training corpus")
     b.add_argument("data_dir")
@@ -19,16 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .build import build
 
-    try:
+    def run() -> None:
         if args.max_per_item < 1 or args.jobs < 1:
             raise UserError("--max-per-item and --jobs must be >= 1")
         names = [n for n in args.sources.split(",") if n] or None
         stats = build(args.data_dir, names, args.max_per_item, args.jobs)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(stats.get("total", {}), indent=1))
-    return 0
+        print(json.dumps(stats.get("total", {}), indent=1))
+
+    return run_program(PROG, run)
 
 
 if __name__ == "__main__":
