@@ -1,4 +1,4 @@
-"""python bench/encoders.py [--presets a,b] [--batches 1,8,64] [--json OUT]: encoder latency per backend.
+"""python -m bench.encoders [--presets a,b] [--batches 1,8,64] [--json OUT]: encoder latency per backend.
 
 For each preset (random weights: latency does not depend on them) the audio tower runs on
 every backend present, all in this process so the ratios hold on a noisy machine:
@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):      # run as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
+from clap_rt.errors import run_program
+
+PROG = "python -m bench.encoders"
 LABELS = ["dog barking", "siren", "glass breaking", "rain", "speech", "piano", "car engine",
           "footsteps", "door knock", "bird song"]
 
@@ -140,15 +140,8 @@ def format_row(r: dict) -> str:
             f"{r['ms_per_item']:>8.2f} {r['speedup_vs_eager']:>8.2f} {r['min_cosine_vs_eager']:>9.6f} {r['runs']:>4}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="encoders.py", description=__doc__.splitlines()[0])
-    p.add_argument("--presets", default="clap-rt-small,msclap-2023")
-    p.add_argument("--batches", default="1,8,64")
-    p.add_argument("--repeats", type=int, default=10, help="max timed calls per cell")
-    p.add_argument("--budget", type=float, default=3.0, help="seconds after which a cell stops repeating")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime")
-    p.add_argument("--json", default=None, help="write the results as JSON to this path ('-': stdout)")
-    args = p.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Time every backend of each preset, print the table (and the JSON)."""
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     batches = [int(b) for b in args.batches.split(",")]
@@ -167,6 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     elif args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("--presets", default="clap-rt-small,msclap-2023")
+    p.add_argument("--batches", default="1,8,64")
+    p.add_argument("--repeats", type=int, default=10, help="max timed calls per cell")
+    p.add_argument("--budget", type=float, default=3.0, help="seconds after which a cell stops repeating")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime")
+    p.add_argument("--json", default=None, help="write the results as JSON to this path ('-': stdout)")
+    args = p.parse_args(argv)
+    return run_program(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

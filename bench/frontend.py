@@ -2,7 +2,7 @@
 reference and kaldi-native-fbank, on 7 s @ 44.1 kHz (msclap-2023) and 10 s @ 48 kHz (laion-htsat-tiny),
 plus streaming in hops of 1 s and 100 ms. Everything runs in this process; figures are medians.
 
-    python bench/frontend.py [--repeats 20] [--json [PATH]]
+    python -m bench.frontend [--repeats 20] [--json [PATH]]
 """
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 import numpy as np
 
 from clap_rt.config import PRESETS, FrontendConfig
+from clap_rt.errors import run_program
 from clap_rt.frontend import StreamingLogMel, log_mel, log_mel_reference, mel_filterbank
+
+PROG = "python -m bench.frontend"
 
 CASES = [("7s@44.1k", "msclap-2023", 7.0), ("10s@48k", "laion-htsat-tiny", 10.0)]
 STREAM_HOPS = [("1s", 1.0), ("100ms", 0.1)]
@@ -146,14 +150,8 @@ def bench_case(fe: FrontendConfig, seconds: float, threads: int, repeats: int) -
     }
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="the 'all threads' count")
-    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
-                        help="write the results as JSON to PATH (or stdout without PATH)")
-    args = parser.parse_args(argv)
-
+def run(args: argparse.Namespace) -> int:
+    """Time every method on both clips, print the table (and the JSON)."""
     cases = {label: bench_case(PRESETS[name]().frontend, seconds, args.threads, args.repeats)
              for label, name, seconds in CASES}
     t = args.threads
@@ -193,8 +191,18 @@ def main(argv=None) -> dict:
     elif args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
-    return result
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="the 'all threads' count")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="write the results as JSON to PATH (or stdout without PATH)")
+    args = parser.parse_args(argv)
+    return run_program(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

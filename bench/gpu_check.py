@@ -1,4 +1,4 @@
-"""python bench/gpu_check.py [--presets a,b] [--compile] [--json OUT]: every GPU path, one short run.
+"""python -m bench.gpu_check [--presets a,b] [--compile] [--json OUT]: every GPU path, one short run.
 
 Needs only torch (CUDA build) + numpy on the GPU machine; no transformers (the towers are
 built audio-side only, random weights). For each preset and each GPU path installed here
@@ -17,11 +17,11 @@ import time
 import types
 from pathlib import Path
 
-if __package__ in (None, ""):      # run as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
+from clap_rt.errors import UserError, run_program
+
+PROG = "python -m bench.gpu_check"
 PARITY = 0.999
 
 
@@ -123,16 +123,10 @@ def format_row(r: dict) -> str:
             f"b256 {r['batch256_items_per_s']:9.0f}/s  setup {r['setup_s']:.1f} s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="gpu_check.py", description=__doc__.splitlines()[0])
-    p.add_argument("--presets", default="clap-rt-small,msclap-2023")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile + CUDA graphs")
-    p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--json", default=None, help="write the results as JSON to this path")
-    args = p.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Check and time every GPU path of each preset; status 1 if any fails parity."""
     if not torch.cuda.is_available():
-        print(f"gpu_check.py: error: no CUDA GPU visible to torch {torch.__version__}", file=sys.stderr)
-        return 2
+        raise UserError(f"no CUDA GPU visible to torch {torch.__version__}")
     torch.backends.cudnn.benchmark = True
     info = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda}
     print(f"# {info}")
@@ -142,6 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "rows": rows}, indent=1))
     return 0 if all(r["parity_ok"] for r in rows) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("--presets", default="clap-rt-small,msclap-2023")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile + CUDA graphs")
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--json", default=None, help="write the results as JSON to this path")
+    args = p.parse_args(argv)
+    return run_program(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

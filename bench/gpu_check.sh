@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 "$PY" -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-exec timeout 480 "$PY" bench/gpu_check.py --json "${OUT:-.}/gpu_check.json" "$@"
+exec timeout 480 "$PY" -m bench.gpu_check --json "${OUT:-.}/gpu_check.json" "$@"

@@ -1,6 +1,6 @@
 """Accuracy of the exported / quantised audio graphs against eager PyTorch, on held-out audio.
 
-    python bench/quant_accuracy.py [--model DIR] [--manifest CORPUS/manifest.jsonl] [--json out.json]
+    python -m bench.quant_accuracy [--model DIR] [--manifest CORPUS/manifest.jsonl] [--json out.json]
 
 Exports the model to ONNX, writes the fp16, int8-dynamic and int8-static variants (static
 calibrated on training clips, never on the evaluated ones), then embeds every window of the
@@ -17,42 +17,35 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.stream import DEFAULT_MANIFEST  # noqa: E402
+from bench.stream import DEFAULT_MANIFEST, corpus_clips
+from clap_rt.errors import run_program
+from train.data import Clip
+
+PROG = "python -m bench.quant_accuracy"
 
 
-def test_windows(manifest: Path, clap, max_clips: int) -> tuple[list[str], list[np.ndarray]]:
+def test_windows(clips: list[Clip], clap, max_clips: int) -> tuple[list[str], list[np.ndarray]]:
     from clap_rt.audio import fit_windows, load_audio
     from clap_rt.frontend import log_mel
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("split") == "test"][:max_clips]
+    test = [c for c in clips if c.split == "test"][:max_clips]
     fe = clap.frontend
-    mels = [log_mel(fit_windows(load_audio(manifest.parent / r["path"], fe.sample_rate), fe.clip_samples,
-                                short=clap.config.short_clips), fe) for r in rows]
-    return [r["label"] for r in rows], mels
+    mels = [log_mel(fit_windows(load_audio(c.path, fe.sample_rate), fe.clip_samples,
+                                short=clap.config.short_clips), fe) for c in test]
+    return [c.label for c in test], mels
 
 
-def calibration_folder(manifest: Path, n: int, tmp: Path) -> Path:
+def calibration_folder(clips: list[Clip], n: int, tmp: Path) -> Path:
     """A folder of links to `n` training clips spread over the manifest."""
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    train = [r for r in rows if r.get("split") == "train"]
+    train = [c for c in clips if c.split == "train"]
     for i in np.linspace(0, len(train) - 1, n).round().astype(int):
-        src = manifest.parent / train[i]["path"]
+        src = Path(train[i].path)
         (tmp / f"{i:06d}{src.suffix}").symlink_to(src)
     return tmp
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=None, help="model folder (default: the bundled model)")
-    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    p.add_argument("--max-clips", type=int, default=10_000)
-    p.add_argument("--calib-windows", type=int, default=128)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default=None, help="write the results as JSON here")
-    args = p.parse_args(argv)
-    if not args.manifest.exists():
-        sys.exit(f"bench/quant_accuracy.py: error: manifest {args.manifest} not found; build the corpus first")
+def run(args: argparse.Namespace) -> int:
+    """Embed the held-out windows with every graph, print (and write) the comparison."""
+    clips = corpus_clips(args.manifest)
     from clap_rt.checkpoints import DEFAULT_MODEL_DIR
     from clap_rt.engine.onnx_engine import OnnxEngine
     from clap_rt.pooling import pool_windows
@@ -61,7 +54,7 @@ def main(argv=None) -> int:
     from export.to_onnx import export
     model_dir = args.model or str(DEFAULT_MODEL_DIR)
     clap = Clap.load(model_dir, backend="torch", threads=args.threads)
-    labels, mels = test_windows(args.manifest, clap, args.max_clips)
+    labels, mels = test_windows(clips, clap, args.max_clips)
     names = sorted(set(labels))
     y = np.array([names.index(x) for x in labels])
     lab = clap.label_embeddings(names)
@@ -83,7 +76,7 @@ def main(argv=None) -> int:
         export(model_dir, str(out))
         calib_dir = Path(tmp) / "calib"
         calib_dir.mkdir()
-        calib = calibration_folder(args.manifest, args.calib_windows, calib_dir)
+        calib = calibration_folder(clips, args.calib_windows, calib_dir)
         graphs = {"onnx fp32": out / "audio.onnx"}
         for mode in ("fp16", "dynamic", "static"):
             graphs[f"onnx {'int8 ' if mode != 'fp16' else ''}{mode}"] = quantize(
@@ -101,6 +94,18 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps({"clips": len(mels), "windows": len(flat), "labels": len(names),
                                                "results": results}, indent=1))
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
+    p.add_argument("--max-clips", type=int, default=10_000)
+    p.add_argument("--calib-windows", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    return run_program(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Streaming detection benchmark: soundscapes from held-out clips, event F1, delay, false alarms, RTF.
 
-    python bench/stream.py [--model DIR] [--manifest ~/.cache/clap_rt/corpus/manifest.jsonl] [--json out.json]
-    python bench/stream.py --model VAL_MODEL --split train,val --source gm-timgm6mb \
+    python -m bench.stream [--model DIR] [--manifest ~/.cache/clap_rt/corpus/manifest.jsonl] [--json out.json]
+    python -m bench.stream --model VAL_MODEL --split train,val --source gm-timgm6mb \
         --label-names "hi-hat,snare drum,..." --sweep 0.5,0.6,0.7,0.8 --seed 1   # choose thresholds
 
 Soundscapes: held-out ("test" split) clips of the most frequent test labels, placed at random,
@@ -31,33 +31,41 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train.corpus.noise import coloured_noise  # noqa: E402
+from clap_rt.cache import cache_dir
+from clap_rt.errors import UserError, run_program
+from train.corpus.noise import coloured_noise
+from train.data import Clip, read_manifest
 
-DEFAULT_MANIFEST = Path.home() / ".cache" / "clap_rt" / "corpus" / "manifest.jsonl"
+PROG = "python -m bench.stream"
+
+DEFAULT_MANIFEST = cache_dir() / "corpus" / "manifest.jsonl"
+
+
+def corpus_clips(manifest: Path) -> list[Clip]:
+    """The clips of the corpus manifest the benchmarks read (train.data.read_manifest)."""
+    if not manifest.exists():
+        raise UserError(f"--manifest {manifest}: not found; build the corpus first (python -m train.corpus) "
+                        f"or pass --manifest PATH")
+    return read_manifest(manifest)
 
 
 def read_clips(manifest: Path, splits: list[str], source: str | None, names: list[str] | None,
                n_labels: int, per_label: int) -> dict[str, list[Path]]:
     """{label: [clip paths]} of `splits` (and `source`): the labels `names`, else the n most frequent."""
-    if not manifest.exists():
-        sys.exit(f"bench/stream.py: error: manifest {manifest} not found; build the corpus first "
-                 f"(train/corpus) or pass --manifest PATH")
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     clips: dict[str, list[Path]] = {}
-    for r in rows:
-        if r.get("split") in splits and r.get("label") and source in (None, r.get("source")):
-            clips.setdefault(r["label"], []).append(manifest.parent / r["path"])
+    for c in corpus_clips(manifest):
+        if c.split in splits and c.label and source in (None, c.source):
+            clips.setdefault(c.label, []).append(Path(c.path))
     where = f"split {','.join(splits)}" + (f" of source {source!r}" if source else "")
     if names:
         missing = [n for n in names if n not in clips]
         if missing:
-            sys.exit(f"bench/stream.py: error: --label-names {missing}: no clips in {where} of {manifest}")
+            raise UserError(f"--label-names {missing}: no clips in {where} of {manifest}")
         top = names
     else:
         top = sorted(clips, key=lambda k: (-len(clips[k]), k))[:n_labels]
     if not top:
-        sys.exit(f"bench/stream.py: error: {manifest} has no labelled clips in {where}")
+        raise UserError(f"{manifest}: no labelled clips in {where}")
     return {k: clips[k][:per_label] for k in top}
 
 
@@ -156,7 +164,7 @@ def event_f1(truth: dict, found: dict, labels: list) -> dict:
         import sed_eval
         import dcase_util
     except ImportError as e:
-        raise RuntimeError("bench/stream.py requires the sed_eval package (pip install sed_eval)") from e
+        raise UserError("event F1 requires the sed_eval package (pip install sed_eval)") from e
     metric = sed_eval.sound_event.EventBasedMetrics(event_label_list=labels, t_collar=0.2,
                                                     evaluate_onset=True, evaluate_offset=False)
     for scene in truth:
@@ -188,33 +196,8 @@ def json_safe(x):
     return None if isinstance(x, float) and np.isnan(x) else x
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="model folder (default: the bundled default model)")
-    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    p.add_argument("--labels", type=int, default=8, help="most frequent labels of --split used")
-    p.add_argument("--label-names", default=None, help="comma-separated labels instead of the most frequent")
-    p.add_argument("--split", default="test", help="comma-separated manifest splits the clips come from "
-                                                     "(default: test)")
-    p.add_argument("--source", default=None, help="only clips of this manifest source")
-    p.add_argument("--per-label", type=int, default=20, help="clips per label at most")
-    # 40 scenes, 160 events: one model's F1 read 0.05 on 10 scenes and 0.20 on 20 scenes that
-    # included them; 10 are too few to compare models or thresholds.
-    p.add_argument("--scenes", type=int, default=40)
-    p.add_argument("--scene-seconds", type=float, default=30.0)
-    p.add_argument("--events", type=int, default=4, help="events per scene")
-    p.add_argument("--snr-db", type=float, default=6.0)
-    p.add_argument("--background-seconds", type=float, default=600.0, help="background-only audio for FA/hour")
-    p.add_argument("--hop", type=float, default=0.5)
-    p.add_argument("--on", type=float, default=None, help="on threshold (default: the model's)")
-    p.add_argument("--off", type=float, default=None, help="off threshold (default: the model's)")
-    p.add_argument("--sweep", default=None, metavar="ON,ON,...",
-                   help="also decide at these on thresholds, off = on x (off / on)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="write the results as JSON to this file ('-' prints them)")
-    args = p.parse_args(argv)
-
+def run(args: argparse.Namespace) -> int:
+    """Score the soundscapes and the background audio, print (and write) the results."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from clap_rt.audio import load_audio
@@ -289,6 +272,35 @@ def main(argv=None) -> int:
     elif args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="model folder (default: the bundled default model)")
+    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
+    p.add_argument("--labels", type=int, default=8, help="most frequent labels of --split used")
+    p.add_argument("--label-names", default=None, help="comma-separated labels instead of the most frequent")
+    p.add_argument("--split", default="test", help="comma-separated manifest splits the clips come from "
+                                                     "(default: test)")
+    p.add_argument("--source", default=None, help="only clips of this manifest source")
+    p.add_argument("--per-label", type=int, default=20, help="clips per label at most")
+    # 40 scenes, 160 events: one model's F1 read 0.05 on 10 scenes and 0.20 on 20 scenes that
+    # included them; 10 are too few to compare models or thresholds.
+    p.add_argument("--scenes", type=int, default=40)
+    p.add_argument("--scene-seconds", type=float, default=30.0)
+    p.add_argument("--events", type=int, default=4, help="events per scene")
+    p.add_argument("--snr-db", type=float, default=6.0)
+    p.add_argument("--background-seconds", type=float, default=600.0, help="background-only audio for FA/hour")
+    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--on", type=float, default=None, help="on threshold (default: the model's)")
+    p.add_argument("--off", type=float, default=None, help="off threshold (default: the model's)")
+    p.add_argument("--sweep", default=None, metavar="ON,ON,...",
+                   help="also decide at these on thresholds, off = on x (off / on)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the results as JSON to this file ('-' prints them)")
+    args = p.parse_args(argv)
+    return run_program(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Builds demo/soundscape.flac: held-out corpus clips over noise, with known event times.
 
-    python demo/make_demo.py [--manifest ~/.cache/clap_rt/corpus/manifest.jsonl]
+    python -m demo.make_demo [--manifest ~/.cache/clap_rt/corpus/manifest.jsonl]
 
 The clips come from the sources held out of training (see the model card), so `make demo`
 shows zero-shot detection of sounds the model never heard. Writes soundscape.flac,
@@ -16,30 +16,26 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.stream import DEFAULT_MANIFEST, make_scene  # noqa: E402
-from clap_rt.audio import load_audio  # noqa: E402
+from bench.stream import DEFAULT_MANIFEST, corpus_clips, make_scene
+from clap_rt.audio import load_audio
+from clap_rt.errors import UserError, run_program
 
+PROG = "python -m demo.make_demo"
 HERE = Path(__file__).resolve().parent
 LABELS = ("hand clap", "tambourine", "wood block", "ride cymbal", "tom drum")
 RATE = 44100
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    p.add_argument("--seconds", type=float, default=24.0)
-    p.add_argument("--seed", type=int, default=5)   # a seed whose scene has each label once
-    args = p.parse_args(argv)
-    rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()]
+def run(args: argparse.Namespace) -> int:
+    """Mix the scene, write it with its truth and attribution next to this file."""
     clips, sources = {}, {}
-    for r in rows:
-        if r["split"] == "test" and r["label"] in LABELS:
-            clips.setdefault(r["label"], []).append(args.manifest.parent / r["path"])
-            sources[r["source"]] = True
+    for c in corpus_clips(args.manifest):
+        if c.split == "test" and c.label in LABELS:
+            clips.setdefault(c.label, []).append(Path(c.path))
+            sources[c.source] = True
     missing = sorted(set(LABELS) - set(clips))
     if missing:
-        sys.exit(f"make_demo.py: error: no held-out clips for {missing} in {args.manifest}")
+        raise UserError(f"no held-out clips for {missing} in {args.manifest}")
     audio, truth = make_scene(clips, args.seconds, len(LABELS), 12.0, RATE, np.random.default_rng(args.seed),
                               lambda path: load_audio(path, RATE))
     sf.write(HERE / "soundscape.flac", audio, RATE)
@@ -51,6 +47,15 @@ def main(argv=None) -> int:
         + ", ".join(sorted(sources)) + ".\nTheir licences, as recorded by the corpus builder:\n\n" + corpus_attr)
     print(json.dumps(truth))
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
+    p.add_argument("--seconds", type=float, default=24.0)
+    p.add_argument("--seed", type=int, default=5)   # a seed whose scene has each label once
+    args = p.parse_args(argv)
+    return run_program(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":
