@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 import numpy as np
 
@@ -31,20 +32,27 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(audio, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """Decode `path` -> (n,) float32 mono at `sample_rate` Hz, in [-1, 1]."""
+def load_audio(source: str | os.PathLike | BinaryIO, sample_rate: int, name: str | None = None) -> np.ndarray:
+    """Decode a sound file -> (n,) float32 mono at `sample_rate` Hz, in [-1, 1].
+
+    `source` is a path, or a binary file object (e.g. io.BytesIO of a file held in memory);
+    the UserErrors name `name`, by default the path (or "audio data").
+    """
     import soundfile as sf
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: file not found")
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise UserError(f"{source}: file not found")
+        source = str(source)
+    name = name or (source if isinstance(source, str) else "audio data")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)   # (n, channels)
+        data, sr = sf.read(source, dtype="float32", always_2d=True)   # (n, channels)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise UserError(f"{path}: cannot decode audio ({str(e).splitlines()[0]}); expected a "
+        raise UserError(f"{name}: cannot decode audio ({str(e).splitlines()[0]}); expected a "
                         f"sound file readable by libsndfile (wav, flac, ogg, mp3)")
     if data.shape[0] == 0:
-        raise UserError(f"{path}: empty audio; expected at least one sample")
+        raise UserError(f"{name}: empty audio; expected at least one sample")
     if not np.isfinite(data).all():
-        raise UserError(f"{path}: audio contains NaN or Inf samples")
+        raise UserError(f"{name}: audio contains NaN or Inf samples")
     return resample(to_mono(data), sr, sample_rate)
 
 

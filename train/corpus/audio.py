@@ -1,36 +1,19 @@
-"""Turning decoded audio into corpus clips: mono 44.1 kHz, silence trimmed, 1-10 s pieces."""
+"""Turning decoded audio into corpus clips: mono 44.1 kHz, silence trimmed, 1-10 s pieces.
+
+Decoding is `clap_rt.audio.load_audio(source, SAMPLE_RATE)`, as for every other audio file.
+"""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
-SAMPLE_RATE = 44_100
+SAMPLE_RATE = 44_100  # Hz, of every clip the corpus writes (and the GM renderings, the noise)
 MIN_SECONDS, MAX_SECONDS = 1.0, 10.0
-_FRAME = 441  # 10 ms analysis frames at 44.1 kHz
+_FRAME = SAMPLE_RATE // 100  # 10 ms analysis frames
 _SILENT_DBFS = -55.0  # a clip whose loudest 10 ms frame is below this is dropped as near-silent
 _TRIM_BELOW_PEAK_DB = 45.0  # frames this far under the loudest frame count as silence at the ends
 _MIN_SOUND_SECONDS = 0.05  # less sound than this is a click, not an event
-
-
-def to_mono_44k(audio: np.ndarray, sr: int) -> np.ndarray:
-    """(T,) or (T, C) samples at `sr` Hz -> (T',) float32 mono at 44.1 kHz."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1)
-    if sr != SAMPLE_RATE:
-        import soxr
-
-        audio = soxr.resample(audio, sr, SAMPLE_RATE).astype(np.float32)
-    return audio
-
-
-def load_audio(path: str) -> np.ndarray:
-    """Decode any soundfile-readable file to (T,) float32 mono at 44.1 kHz."""
-    import soundfile as sf
-
-    audio, sr = sf.read(path, dtype="float32", always_2d=False)
-    return to_mono_44k(audio, sr)
 
 
 def frame_db(audio: np.ndarray) -> np.ndarray:

@@ -6,10 +6,16 @@ import os
 import random
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from clap_rt.audio import load_audio
 
 from . import captions
-from .audio import load_audio, make_clips, write_clip
+from .audio import SAMPLE_RATE, make_clips, write_clip
 from .packages import member_bytes
+
+# Where commands run: the folder holding the `train` package, so `python -m train.corpus.noise` works.
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -70,16 +76,16 @@ def run_task(task: FileTask, data_dir: str) -> list[dict]:
     """Decode, cut and write the clips of one task; returns their rows (none if silent/broken)."""
     try:
         if task.command:
-            out = subprocess.run(task.command, capture_output=True, check=True, timeout=60)
-            audio = load_audio(io.BytesIO(out.stdout))
+            out = subprocess.run(task.command, capture_output=True, check=True, timeout=60, cwd=_ROOT)
+            audio = load_audio(io.BytesIO(out.stdout), SAMPLE_RATE, "the command's output")
         elif task.member:
-            audio = load_audio(io.BytesIO(member_bytes(task.path, task.member)))
+            audio = load_audio(io.BytesIO(member_bytes(task.path, task.member)), SAMPLE_RATE, task.member)
         elif task.length:
             with open(task.path, "rb") as f:
                 f.seek(task.offset)
-                audio = load_audio(io.BytesIO(f.read(task.length)))
+                audio = load_audio(io.BytesIO(f.read(task.length)), SAMPLE_RATE, f"bytes at {task.offset}")
         else:
-            audio = load_audio(task.path)
+            audio = load_audio(task.path, SAMPLE_RATE)
     except Exception as e:  # a corrupt or unsupported file loses only itself
         print(f"skip {task.path}: {e}", flush=True)
         return []

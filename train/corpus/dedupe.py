@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clap_rt.audio import resample
+
 SAMPLE_RATE_FP = 8000  # copies differ in rate; 8 kHz keeps what identifies a recording and is cheap
 # 128 ms window: a copy trimmed by a fraction of a hop sits up to 8 ms off the frame grid; with
 # a 1/16-window shift a noise band's energy still correlates ~0.95 (a 32 ms window gave ~0.85).
@@ -116,10 +118,8 @@ def fingerprint(data: bytes, audio: np.ndarray, sample_rate: int) -> Fingerprint
     at sample_rate Hz (the caller decodes). Returns the fingerprint."""
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     seconds = len(audio) / float(sample_rate)
-    if sample_rate != SAMPLE_RATE_FP and len(audio):
-        import soxr
-
-        audio = soxr.resample(audio, sample_rate, SAMPLE_RATE_FP).astype(np.float32)
+    if len(audio):
+        audio = resample(audio, sample_rate, SAMPLE_RATE_FP)
     sha1 = hashlib.sha1(data).hexdigest()
     if not len(audio) or not np.any(np.abs(audio) > 0):  # silent: no waveform identity at all
         frames = np.zeros((max(1, 1 + (len(audio) - N_FFT) // HOP), N_BANDS + 1), np.float16)

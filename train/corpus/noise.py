@@ -5,10 +5,10 @@ named sound, so on a noisy but empty scene the model picks the nearest named sou
 read as a kick drum) and the detector's background prompts ("background noise", "silence")
 never win. No recorded audio is involved: the clips are random noise, white to brown.
 
-Also a script, run by the corpus builder as a FileTask command (like espeak-ng), so that it
-needs nothing but numpy and soundfile:
+Also a program, run by the corpus builder as a FileTask command (like espeak-ng) from the
+repository root:
 
-    python train/corpus/noise.py SEED > clip.wav
+    python -m train.corpus.noise SEED > clip.wav
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import sys
 
 import numpy as np
 
-SAMPLE_RATE = 44_100
+from .audio import SAMPLE_RATE
+
 SLOPE_RANGE = (0.0, 2.0)           # power ~ 1/f^slope: white (0) .. pink (1) .. brown (2)
 LEVEL_RANGE_DBFS = (-45.0, -15.0)  # RMS; quieter clips would be dropped as near-silent
 SECONDS_RANGE = (2.0, 4.0)

@@ -6,7 +6,9 @@ import shutil
 import subprocess
 import tempfile
 
-from .audio import SAMPLE_RATE, load_audio, make_clips, write_clip
+from clap_rt.audio import load_audio
+
+from .audio import SAMPLE_RATE, make_clips, write_clip
 from .clips import clip_row
 from .gm import GM_DRUM_KITS, GM_DRUMS, GM_EVENT_PROGRAMS, GM_PROGRAMS
 from .midi import Slot, gm_schedule, midi_bytes
@@ -52,7 +54,7 @@ def render_source(name: str, soundfont: str, data_dir: str) -> list[dict]:
     notes, slots = gm_schedule(list(range(128)), sorted(GM_DRUMS), SPARSE_PROGRAMS, tuple(GM_DRUM_KITS))
     wav = os.path.join(data_dir, f"render_{name}.tmp.wav")
     render_midi(soundfont, midi_bytes(notes), wav)
-    audio = load_audio(wav)
+    audio = load_audio(wav, SAMPLE_RATE)
     rows = []
     for k, slot in enumerate(slots):
         piece = audio[int(slot.start * SAMPLE_RATE): int(slot.end * SAMPLE_RATE)]

@@ -124,7 +124,7 @@ def background_tasks(name: str, max_pieces: int) -> list[FileTask]:
     """Noise clips from train/corpus/noise.py (our code, seeded by clip number): "background noise"."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "noise.py")
     return [FileTask(script, f"clips/{name}/noise_{i:03d}", name, f"noise:{i}", "background noise", "background",
-                     command=(sys.executable, script, str(i))) for i in range(BACKGROUND_CLIPS)]
+                     command=(sys.executable, "-m", "train.corpus.noise", str(i))) for i in range(BACKGROUND_CLIPS)]
 
 
 def asterisk_tasks(name: str, max_pieces: int) -> list[FileTask]:
