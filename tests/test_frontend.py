@@ -270,6 +270,16 @@ def test_bad_config_and_threads_name_the_field():
         log_mel(x, dataclasses.replace(preset_fe("msclap-2023"), mel_scale="bark"))
     with pytest.raises(FrontendInputError, match=r"^threads: expected an integer >= 1, got 0$"):
         log_mel(x, preset_fe("msclap-2023"), threads=0)
+    # The numbers follow the C++ core's rule on every path, the numpy reference's too.
+    subnormal = dataclasses.replace(preset_fe("msclap-2023"), amin=1e-40)
+    for call in (lambda: log_mel(x, subnormal), lambda: log_mel_reference(x, subnormal),
+                 lambda: mel_filterbank(subnormal)):
+        with pytest.raises(FrontendInputError,
+                           match=r"^FrontendConfig.amin: expected >= 1.2e-38 \(a normal float32\), got 1e-40$"):
+            call()
+    with pytest.raises(FrontendInputError, match=r"^FrontendConfig.win_length: expected in \[1, n_fft=1024\], "
+                                                 r"got 2048$"):
+        StreamingLogMel(dataclasses.replace(preset_fe("msclap-2023"), win_length=2048), backend="numpy")
 
 
 def test_missing_extension_falls_back_with_one_warning(monkeypatch):
