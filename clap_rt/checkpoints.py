@@ -118,6 +118,10 @@ def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
     if cfg.short_clips not in SHORT_CLIPS:
         raise UserError(f"{path / CONFIG_FILE}: short_clips: expected one of {', '.join(SHORT_CLIPS)}, "
                         f"found {cfg.short_clips!r}")
+    for t in (cfg.prompt_template, *cfg.prompt_ensemble):
+        if "{}" not in t:
+            raise UserError(f"{path / CONFIG_FILE}: prompt templates: expected a '{{}}' placeholder "
+                            f"for the label, found {t!r}")
     return cfg, doc.get("meta", {})
 
 

