@@ -139,8 +139,10 @@ def test_metric_functions_on_known_embeddings():
     e = np.eye(4, dtype=np.float32)
     audio = np.stack([e[0], e[1], e[2], (e[0] + e[3]) / np.sqrt(2)]).astype(np.float32)
     # Audio 3 is half class 0: exact tie with class 3 counts as correct, so top1 = 1.
-    assert zero_shot_scores(audio, e, np.array([0, 1, 2, 3])) == {"top1": 1.0, "top5": 1.0}
-    assert zero_shot_scores(audio, e, np.array([1, 1, 2, 3]), ks=(1, 2))["top1"] == 0.75
+    assert zero_shot_scores(audio, e, np.array([0, 1, 2, 3])) == {"top1": 1.0, "top5": 1.0, "per_class": 1.0}
+    wrong_first = zero_shot_scores(audio, e, np.array([1, 1, 2, 3]), ks=(1, 2))
+    assert wrong_first["top1"] == 0.75
+    assert abs(wrong_first["per_class"] - (0.5 + 1 + 1) / 3) < 1e-12     # class 1: one of its two right
     text = np.stack([e[0], e[1], e[2], e[3], e[1]])        # caption 4 (of audio 0) looks like audio 1
     r = retrieval_recalls(audio, text, np.array([0, 1, 2, 3, 0]), ks=(1, 2))
     assert r == {"t2a_R@1": 0.8, "t2a_R@2": 1.0, "a2t_R@1": 1.0, "a2t_R@2": 1.0}, r

@@ -408,9 +408,8 @@ def evaluate(proj: Projector, rows: list[dict], audio: dict, template: str) -> d
         a = proj.audio_clips([audio[r["path"]] for r in rows])
         t = lambda texts: torch.cat([proj.text(texts[i:i + 512]) for i in range(0, len(texts), 512)]).numpy()  # noqa: E731
         scores = zero_shot_scores(a, t([template.format(x) for x in labels]), y)
-        single = predictions(a, t([template.format(x) for x in labels]))
         ens = np.mean([t([u.format(x) for x in labels]) for u in (template, *PROMPT_ENSEMBLE)], axis=0)
-        ensemble = predictions(a, ens / np.linalg.norm(ens, axis=1, keepdims=True))
+        ens_scores = zero_shot_scores(a, ens / np.linalg.norm(ens, axis=1, keepdims=True), y)
         caps, owner = [], []
         for i, r in enumerate(rows):
             for c in dict.fromkeys(r.get("captions") or [r["caption"]]):
@@ -420,10 +419,9 @@ def evaluate(proj: Projector, rows: list[dict], audio: dict, template: str) -> d
         phrasings = [label_phrasings(rows, x) for x in labels]
         preds = [predictions(a, t([p[j] for p in phrasings])) for j in range(3)]
     agree = float(np.mean((preds[0] == preds[1]) & (preds[1] == preds[2])))
-    per_class = lambda pred: float(np.mean([np.mean(pred[y == c] == c) for c in range(len(labels))]))  # noqa: E731
     return {"clips": len(rows), "labels": len(labels), "top1": scores["top1"], "top5": scores["top5"],
-            "per_class": per_class(single), "ensemble_top1": float(np.mean(ensemble == y)),
-            "ensemble_per_class": per_class(ensemble),
+            "per_class": scores["per_class"], "ensemble_top1": ens_scores["top1"],
+            "ensemble_per_class": ens_scores["per_class"],
             "t2a_R@1": rec["t2a_R@1"], "t2a_R@5": rec["t2a_R@5"], "t2a_R@10": rec["t2a_R@10"],
             "phrasing_agreement": agree,
             "phrasing_top1": [float(np.mean(p == y)) for p in preds]}

@@ -2,7 +2,7 @@
 
 The metric functions are pure functions of unit-norm embedding arrays, reusable by any recipe:
 
-    zero_shot_scores(audio (N, D), class_text (C, D), targets (N,))     -> {"top1", "top5"}
+    zero_shot_scores(audio (N, D), class_text (C, D), targets (N,))     -> {"top1", "top5", "per_class"}
     retrieval_recalls(audio (N, D), text (M, D), text_owner (M,))      -> {"t2a_R@1", ..., "a2t_R@10"}
 
 CLI: python -m train.evaluate --model DIR --manifest m.jsonl --split test --json out.json
@@ -35,9 +35,13 @@ def _rank_of(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
 
 def zero_shot_scores(audio: np.ndarray, class_text: np.ndarray, targets: np.ndarray,
                      ks: Sequence[int] = (1, 5)) -> dict[str, float]:
-    """Top-k accuracy (fraction) of classifying each audio row among the class text rows."""
-    ranks = _rank_of(audio @ class_text.T, np.asarray(targets))
-    return {f"top{k}": float(np.mean(ranks < k)) for k in ks}
+    """Top-k accuracy (fraction) of classifying each audio row among the class text rows, and
+    "per_class": the top-1 accuracy of each class present in `targets`, averaged over them."""
+    targets = np.asarray(targets)
+    ranks = _rank_of(audio @ class_text.T, targets)
+    out = {f"top{k}": float(np.mean(ranks < k)) for k in ks}
+    out["per_class"] = float(np.mean([np.mean(ranks[targets == c] < 1) for c in np.unique(targets)]))
+    return out
 
 
 def predictions(audio: np.ndarray, class_text: np.ndarray) -> np.ndarray:
@@ -121,6 +125,15 @@ def embed_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 256) -
     return np.concatenate(out)
 
 
+def class_embeddings(model, tokenizer, labels: Sequence[str], template: str | None = None) -> np.ndarray:
+    """(C, D) unit-norm label embeddings as `Clap.label_embeddings` makes them: `template`, else
+    the model's prompt template averaged with its prompt ensemble."""
+    templates = (template,) if template else (model.config.prompt_template, *model.config.prompt_ensemble)
+    emb = embed_texts(model, tokenizer, [t.format(lab) for t in templates for lab in labels])
+    emb = emb.reshape(len(templates), len(labels), -1).mean(axis=0)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
 def evaluate_clips(model, tokenizer, clips, features, template: str | None = None,
                    confusion_png: str | Path | None = None) -> dict:
     """All scores for `clips` (train.data.Clip) given their cached windows.
@@ -138,8 +151,7 @@ def evaluate_clips(model, tokenizer, clips, features, template: str | None = Non
         labelled = [i for i, c in enumerate(clips) if c.label]
         if labelled:
             labels = sorted({clips[i].label for i in labelled})
-            template = template or model.config.prompt_template
-            class_emb = embed_texts(model, tokenizer, [template.format(lab) for lab in labels])
+            class_emb = class_embeddings(model, tokenizer, labels, template)
             targets = np.array([labels.index(clips[i].label) for i in labelled])
             out.update(classes=len(labels), **zero_shot_scores(audio[labelled], class_emb, targets))
             if confusion_png:

@@ -173,6 +173,17 @@ def cap_families(rows: list[dict]) -> list[dict]:
     return [r for r in rows if id(r) in keep]
 
 
+def write_benchmark(data_dir: str, rows: list[dict]) -> None:
+    """The everyday benchmark of the corpus `rows`: benchmark.json (its description and each
+    path's benchmark name) and benchmark.jsonl, a manifest of its clips under their benchmark
+    names (`python -m train.evaluate --manifest DIR/benchmark.jsonl` scores a model on it)."""
+    everyday = everyday_benchmark(rows, set(EVERYDAY_HELDOUT))
+    _write_json(os.path.join(data_dir, "benchmark.json"),
+                {"sources": list(EVERYDAY_HELDOUT), **describe(everyday),
+                 "paths": {r["path"]: r["label"] for r in everyday}})
+    write_manifest(os.path.join(data_dir, "benchmark.jsonl"), everyday)
+
+
 def build(data_dir: str, source_names: list[str] | None, max_per_item: int, jobs: int) -> dict:
     """Build (or resume) the corpus under `data_dir`; returns the stats dict."""
     known = {s.name: s for s in SOURCES}
@@ -194,10 +205,7 @@ def build(data_dir: str, source_names: list[str] | None, max_per_item: int, jobs
     rows = cap_families(assign_splits(rows, set(heldout)))
     write_manifest(os.path.join(data_dir, "manifest.jsonl"), rows)
     _write_json(os.path.join(data_dir, "duplicates.json"), copies)
-    everyday = everyday_benchmark(rows, set(EVERYDAY_HELDOUT))
-    _write_json(os.path.join(data_dir, "benchmark.json"),
-                {"sources": list(EVERYDAY_HELDOUT), **describe(everyday),
-                 "paths": {r["path"]: r["label"] for r in everyday}})
+    write_benchmark(data_dir, rows)
     test_labels = sorted({r["label"] for r in rows if r["split"] == "test"})
     _write_json(os.path.join(data_dir, "heldout.json"), {"sources": heldout, "labels": test_labels})
     stats = corpus_stats(rows)
