@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random clap_rt model folder and generated audio files."""
+"""Shared fixtures: a tiny random clap_rt model folder and generated audio files (tests/fakes.py)."""
 from __future__ import annotations
 
 import os
@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
+from fakes import tone
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -39,11 +41,6 @@ def tiny_model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_model")
     save_model(model, out, tok)
     return out
-
-
-def tone(freq: float, seconds: float, sr: int = 44100, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 @pytest.fixture(scope="session")

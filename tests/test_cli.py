@@ -59,7 +59,7 @@ def test_embed_then_search_round_trip(tiny_model_dir, audio_dir, tmp_path):
 def test_embed_pooling_option_matches_the_library(tiny_model_dir, audio_dir, tmp_path):
     import soundfile as sf
     from clap_rt.zeroshot import Clap
-    from conftest import tone
+    from fakes import tone
     path = tmp_path / "fading.wav"          # a loud tone, then a faint one: the poolings disagree
     sf.write(path, np.concatenate([tone(3000, 2.0), tone(220, 2.0, amp=0.005)]), 44100)
     run("embed", path, "--model", tiny_model_dir, "--pooling", "mean", "-o", tmp_path / "i.npz")

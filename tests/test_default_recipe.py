@@ -10,7 +10,7 @@ import torch
 
 import train.default_model as recipe
 from clap_rt.checkpoints import load_model
-from conftest import tone
+from fakes import tone
 from train.corpus.noise import coloured_noise
 
 CLASSES = {

@@ -9,7 +9,7 @@ import pytest
 from clap_rt.detect import DetectorConfig, EventDetector, Thresholds, fit_thresholds, open_set_scores
 from clap_rt.errors import UserError
 from clap_rt.stream import ClapStream, ScoredWindow
-from test_stream_support import FakeClap, soundscape
+from fakes import FakeClap, soundscape
 
 HOP = 0.1
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from clap_rt.cli import main
-from test_stream_support import FakeClap, soundscape
+from fakes import FakeClap, soundscape
 
 BANDS = {"beep": 1000.0, "whistle": 3000.0}
 

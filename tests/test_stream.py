@@ -13,7 +13,7 @@ from clap_rt.config import AudioEncoderConfig, ModelConfig, ProjectionConfig, Sf
 from clap_rt.frontend import log_mel
 from clap_rt.stream import ClapStream, window_geometry
 from clap_rt.errors import UserError
-from test_stream_support import FE, soundscape
+from fakes import FE, soundscape
 
 LABELS = ["beep", "whistle"]
 BACKGROUND = ["background noise", "silence"]

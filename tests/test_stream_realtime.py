@@ -12,7 +12,7 @@ import pytest
 from clap_rt.detect import DetectorConfig, EventDetector, Thresholds
 from clap_rt.sources import ArraySource, MicrophoneSource
 from clap_rt.stream import ClapStream, StreamStats, run_stream
-from test_stream_support import FakeClap, soundscape
+from fakes import FakeClap, soundscape
 
 RATE = 16000
 

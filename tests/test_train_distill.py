@@ -4,7 +4,7 @@ import json
 import numpy as np
 import torch
 
-from test_train_toy import make_toy, toy_args, toy_model_config
+from fakes import make_toy, toy_args, toy_model_config
 
 
 def test_distilled_student_matches_teacher_embeddings(tmp_path):

@@ -6,7 +6,7 @@ import socket
 import numpy as np
 import torch
 
-from test_train_toy import CLASSES, toy_model_config, write_tokenizer
+from fakes import CLASSES, toy_model_config, write_tokenizer
 
 
 def test_contrastive_loss_matches_hand_computed_example():

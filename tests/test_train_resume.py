@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 
-from test_train_toy import make_toy, toy_args
+from fakes import make_toy, toy_args
 
 REPO = Path(__file__).resolve().parents[1]
 
