@@ -48,8 +48,8 @@ def test_csv_and_jsonl_manifests_agree(tmp_path):
     ('{"path": "a.wav"}', "m.jsonl:1: missing field 'caption' (or a non-empty 'captions')"),
     ('{"path": "a.wav", "caption": "x", "start": 2, "end": 1}', "m.jsonl:1: expected 0 <= start < end, got start=2.0, end=1.0"),
     ('{"path": "a.wav", "caption": "x", "lbl": 1}', "m.jsonl:1: unknown fields ['lbl']; expected some of "
-     "['caption', 'captions', 'end', 'item', 'label', 'member', 'package', 'package_path', 'path', 'seconds', "
-     "'source', 'split', 'start', 'version']"),
+     "['caption', 'captions', 'category', 'corpus_label', 'end', 'family', 'item', 'label', 'member', 'package', "
+     "'package_path', 'path', 'seconds', 'source', 'split', 'start', 'version']"),
 ])
 def test_manifest_errors_name_the_line_and_field(tmp_path, line, message):
     from train.data import read_manifest
@@ -57,6 +57,18 @@ def test_manifest_errors_name_the_line_and_field(tmp_path, line, message):
     with pytest.raises(UserError) as e:
         read_manifest(tmp_path / "m.jsonl")
     assert str(e.value) == f"{tmp_path}/{message}"
+
+
+def test_corpus_and_benchmark_rows_read_as_training_manifests(tmp_path):
+    from train.corpus.manifest import write_manifest
+    from train.data import read_manifest
+    row = {"path": "clips/x/door_0.wav", "caption": "a door slamming", "captions": ["a door slamming", "a door"],
+           "label": "door", "corpus_label": "door slam", "source": "x", "item": "x:door", "split": "test",
+           "seconds": 1.0, "package": "x", "version": "1", "package_path": "/usr/share/x/door.ogg", "member": "",
+           "family": "domestic", "category": "door"}
+    write_manifest(str(tmp_path / "benchmark.jsonl"), [row])
+    clip, = read_manifest(tmp_path / "benchmark.jsonl")
+    assert (clip.label, clip.captions, clip.split) == ("door", ["a door slamming", "a door"], "test")
 
 
 def test_feature_cache_matches_frontend_and_rebuilds(tmp_path):

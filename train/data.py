@@ -54,8 +54,10 @@ from clap_rt.cache import cache_dir
 from clap_rt.config import FrontendConfig
 from clap_rt.errors import UserError
 
+# Provenance (package ... member) and the taxonomy's category and family ride along in corpus
+# manifests; "corpus_label" is a benchmark clip's taxonomy label beside its benchmark name.
 KNOWN_FIELDS = {"path", "caption", "captions", "start", "end", "split", "source", "label", "item", "seconds",
-                "package", "version", "package_path", "member"}
+                "package", "version", "package_path", "member", "category", "family", "corpus_label"}
 CAPTION_SEP = " | "
 
 
