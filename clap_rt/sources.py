@@ -238,7 +238,7 @@ class MicrophoneSource(_QueuedSource):
         self._stopping = False
 
     def _callback(self, indata, frames, time_info, status) -> None:
-        if status and getattr(status, "input_overflow", False):
+        if status.input_overflow:
             self.overflows += 1
         self.queue.put(to_mono(np.array(indata, dtype=np.float32, copy=True)))
 

@@ -293,8 +293,8 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
                stats: Optional[StreamStats] = None) -> StreamStats:
     """Feed `source` into `stream` until the source ends or `stop()` is true.
 
-    source: has `read(timeout) -> Chunk | None` (None: nothing yet), `ended` and optional
-    counters `dropped`/`overflows`/`qsize()` (see `clap_rt.sources`).
+    source: a `clap_rt.sources` source: `read(timeout) -> Chunk | None` (None: nothing yet),
+    `ended` and the counters `dropped`, `overflows`, `max_qsize`.
     live: drain every queued chunk before each window and keep at most `max_pending` ready
     windows, skipping the older ones, so the output never lags more than a window behind;
     False (`--fast`): score every window.
@@ -322,7 +322,7 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
             # live: take everything already queued so the decision is on the newest audio
             chunk = source.read(timeout=0.0) if live else None
         ended = source.ended
-        stats.max_queue = max(stats.max_queue, getattr(source, "max_qsize", 0))
+        stats.max_queue = max(stats.max_queue, source.max_qsize)
         stats.max_frames_buffered = max(stats.max_frames_buffered, stream.frames_buffered)
         if ended:
             stream.input_finished()
@@ -338,6 +338,6 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
         else:
             while stream.windows_ready:
                 score_one()
-    stats.dropped_chunks = getattr(source, "dropped", 0)
-    stats.overflows = getattr(source, "overflows", 0)
+    stats.dropped_chunks = source.dropped
+    stats.overflows = source.overflows
     return stats

@@ -57,7 +57,7 @@ class AudioGraph(nn.Module):
         n_time = getattr(model.audio, "n_time", None)
         # Towers without a fixed image (the CNN) accept any T: the time axis stays dynamic.
         self.fixed_time = n_time is not None
-        if n_time is not None and getattr(model.audio, "stretch", False) and self.n_frames != n_time:
+        if n_time is not None and model.audio.stretch and self.n_frames != n_time:
             self.register_buffer("stretch", stretch_matrix(self.n_frames, n_time), persistent=False)
         else:
             self.stretch = None
