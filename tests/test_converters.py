@@ -212,6 +212,15 @@ def htsat_only(cfg):
     return m
 
 
+def assert_keys_named(convert, state: dict, missing: str, unexpected: str) -> None:
+    """`convert(state)` fails with one UserError naming the missing and the unexpected key."""
+    with pytest.raises(UserError) as e:
+        convert(state)
+    msg = str(e.value)
+    assert f"missing keys [{missing!r}]" in msg, msg
+    assert f"unexpected keys [{unexpected!r}]" in msg, msg
+
+
 def test_msclap_key_names_match_public_code(msclap_state):
     for k, shape in MSCLAP_KNOWN.items():
         assert k in msclap_state, f"{k} missing from the generated msclap state dict"
@@ -236,11 +245,7 @@ def test_msclap_missing_and_unexpected_keys_are_named(msclap_state):
     state = dict(msclap_state)
     del state["audio_encoder.base.htsat.layers.1.blocks.0.mlp.fc2.bias"]
     state["audio_encoder.base.htsat.fc_doa.weight"] = torch.zeros(3)
-    with pytest.raises(UserError) as e:
-        convert_msclap(state)
-    msg = str(e.value)
-    assert "missing keys ['audio.layers.1.blocks.0.mlp.fc2.bias']" in msg, msg
-    assert "unexpected keys ['audio.fc_doa.weight']" in msg, msg
+    assert_keys_named(convert_msclap, state, "audio.layers.1.blocks.0.mlp.fc2.bias", "audio.fc_doa.weight")
 
 
 LAION_RENAMES = [("audio.", "audio_branch."), ("text.body.", "text_branch."),
@@ -302,11 +307,7 @@ def test_laion_file_loads_strictly_and_bad_keys_are_named(laion_state, tmp_path)
 
     bad = {k[len("module."):]: v for k, v in src.items() if k != "module.text_projection.2.bias"}
     bad["text_branch.lm_head.bias"] = torch.zeros(3)
-    with pytest.raises(UserError) as e:
-        convert_laion(bad)
-    msg = str(e.value)
-    assert "missing keys ['text_projection.linear2.bias']" in msg, msg
-    assert "unexpected keys ['text.body.lm_head.bias']" in msg, msg
+    assert_keys_named(convert_laion, bad, "text_projection.linear2.bias", "text.body.lm_head.bias")
 
 
 # --- (c) torchlibrosa's filterbank vs our presets -----------------------------------------
