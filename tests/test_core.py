@@ -90,6 +90,12 @@ def test_prompt_ensemble_averages_unit_template_embeddings(clap):
     assert np.abs(ens - mean / np.linalg.norm(mean, axis=1, keepdims=True)).max() < 1e-6
     assert np.allclose(np.linalg.norm(ens, axis=1), 1.0, atol=1e-6)
     assert np.abs(ens - single).max() > 1e-3, "the test needs templates that embed differently"
+    from train.evaluate import class_embeddings     # the evaluator embeds labels as Clap does
+    clap.config.prompt_ensemble = ("{}", "a recording of {}")
+    try:
+        assert np.abs(class_embeddings(clap.model, clap.tokenizer, labels) - ens).max() < 1e-5
+    finally:
+        clap.config.prompt_ensemble = ()
     # An explicit template overrides the ensemble.
     assert np.abs(clap.label_embeddings(labels, "{}") - parts[1]).max() < 1e-6
 
