@@ -7,6 +7,7 @@ Every file is written atomically (temporary file + os.replace).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -49,6 +50,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def model_fingerprint(model: CLAP) -> str:
+    """A model's identity: the first 16 hex digits of the sha256 of its config and every weight.
+
+    Embeddings saved beside a model (a label pack's prototypes and text) are only comparable
+    with that model's, so they carry this and are refused by any other model (other weights of
+    the same architecture included).
+    """
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for key, value in sorted(model.state_dict().items()):
+        v = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{key}:{v.dtype}:{tuple(value.shape)}".encode())
+        h.update(v.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def pretrained_text_state(cfg: ModelConfig) -> dict[str, torch.Tensor]:

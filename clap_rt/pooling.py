@@ -8,12 +8,18 @@ embeddings are combined in one of two ways:
   the sound that names the clip. Chosen on the left-out-soundfont validation (bundled recipe:
   zero-shot top-1 54.7% against 53.4% for the mean; README, *Loudest window*).
 - "mean": the re-normalised mean of all window embeddings (steady sounds, ambiences).
+
+Enrolment (`clap_rt.enrol`) keeps every window that holds the sound (`sound_windows`): the
+windows within SOUND_WINDOW_DB of the loudest, not the silence or the faded tail around it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 POOLINGS = ("loudest", "mean")
+# A window this far (dB of mean mel power) below the clip's loudest holds the clip's silence or
+# fading tail rather than its sound; a 1 s hit in a 3 s file leaves such windows around it.
+SOUND_WINDOW_DB = 10.0
 
 
 def window_power(mel_db: np.ndarray) -> np.ndarray:
@@ -37,3 +43,10 @@ def pool_windows(window_emb: np.ndarray, mel_db: np.ndarray, pooling: str = "lou
     (D,) unit-norm clip embedding: the re-normalised mean of the `selected_windows`."""
     e = window_emb[selected_windows(mel_db, pooling)].mean(axis=0)
     return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)
+
+
+def sound_windows(mel_db: np.ndarray, within_db: float = SOUND_WINDOW_DB) -> np.ndarray:
+    """(W, n_mels, T) dB windows of one clip -> sorted indices of the windows whose mean mel
+    power is within `within_db` dB of the loudest window's (at least that one)."""
+    power_db = 10.0 * np.log10(np.maximum(window_power(mel_db), 1e-30))
+    return np.flatnonzero(power_db >= power_db.max() - within_db)

@@ -26,6 +26,7 @@ from .config import FrontendConfig, frames_for
 from .detect import DEFAULT_BACKGROUND, open_set_scores
 from .errors import UserError
 from .frontend import StreamingLogMel
+from .labelset import LabelSet
 
 
 def window_geometry(fe: FrontendConfig, hop: float, window: Optional[float] = None) -> tuple[int, int]:
@@ -83,27 +84,31 @@ class ClapStream:
 
     clap: anything with `frontend` (FrontendConfig), `embed_mel((B, n_mels, T)) -> (B, D)`,
     `label_embeddings(texts, template) -> (N, D)`, `logit_scale` and `config.short_clips` (how a
-    stream shorter than one window fills it).
-    labels: the user's labels; background: prompts the labels compete with (open set).
+    stream shorter than one window fills it); with enrolled labels, also `model_id`.
+    labels: the user's labels, names or a `LabelSet` mixing them with enrolled labels;
+    background: prompts the labels compete with (open set).
     input_rate: Hz of the audio given to `accept_waveform`.
     hop / window: seconds between windows / window length (None: the model's).
     """
 
-    def __init__(self, clap, labels: Sequence[str], input_rate: int, hop: float = 0.5,
+    def __init__(self, clap, labels: Sequence[str] | LabelSet, input_rate: int, hop: float = 0.5,
                  window: Optional[float] = None, background: Sequence[str] = DEFAULT_BACKGROUND,
                  template: Optional[str] = None, frontend_backend: str = "auto"):
         self.clap = clap
         self.fe: FrontendConfig = clap.frontend
         self.short_clips = clap.config.short_clips
-        self.labels = list(labels)
+        self.label_set = LabelSet.of(labels)
+        self.labels = self.label_set.names
         self.background = [b for b in background if b not in self.labels]
         if input_rate <= 0:
             raise UserError(f"--rate: expected a sample rate in Hz > 0, got {input_rate}")
         self.input_rate = int(input_rate)
         self.window_frames, self.hop_frames = window_geometry(self.fe, hop, window)
         self.hop_seconds = self.hop_frames * self.fe.hop_length / self.fe.sample_rate
-        # (L + B, D): label prompts first, then background prompts; embedded once.
-        self._text = clap.label_embeddings(self.labels + self.background, template)
+        # Label scores (text and enrolled) and the background prompts' (B, D); made once.
+        self._scorer = self.label_set.scorer(clap, template)
+        self._background = (clap.label_embeddings(self.background, template) if self.background
+                            else np.zeros((0, self._scorer.matrix.shape[1]), np.float32))
         self._frontend = StreamingLogMel(self.fe, backend=frontend_backend)
         self.reset()
 
@@ -243,7 +248,7 @@ class ClapStream:
     def score_mel(self, mel: np.ndarray) -> np.ndarray:
         """(B, n_mels, W) dB frames -> (B, L) open-set label probabilities."""
         audio = self.clap.embed_mel(mel)                       # (B, D)
-        sims = audio @ self._text.T                            # (B, L + B_bg) cosine
+        sims = np.concatenate([self._scorer(audio), audio @ self._background.T], axis=1)   # (B, L + B_bg)
         return open_set_scores(sims, self.clap.logit_scale, len(self.labels))
 
     def score(self, window: Window) -> ScoredWindow:

@@ -2,6 +2,8 @@
 
     clap = Clap.load()                                  # bundled default model
     clap.classify(["dog.wav"], ["dog", "siren"])        # -> [Classification(...)]
+    pack = clap.enrol("doorbell", ["ding1.wav", "ding2.wav"])          # labels by example
+    clap.classify(["x.wav"], LabelSet(["dog", *pack]))  # text and enrolled labels together
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 
 from .audio import fit_windows, load_audio, resample, to_mono
 from .errors import UserError
+from .labelset import LabelSet
 from .pooling import pool_windows, selected_windows
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
@@ -56,6 +59,7 @@ class Clap:
         self.frontend = model.config.frontend
         self.engine = create_engine(model, backend, threads=threads, compile=compile)
         self._label_cache: dict[tuple, np.ndarray] = {}
+        self._model_id: str | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, backend: str = "auto",
@@ -71,6 +75,14 @@ class Clap:
         return self.frontend.sample_rate
 
     @property
+    def model_id(self) -> str:
+        """The model's fingerprint (`checkpoints.model_fingerprint`), which label packs carry."""
+        if self._model_id is None:
+            from .checkpoints import model_fingerprint
+            self._model_id = model_fingerprint(self.model)
+        return self._model_id
+
+    @property
     def logit_scale(self) -> float:
         """The learned softmax temperature's inverse: probabilities are softmax(scale * cosine)."""
         return float(self.model.logit_scale.detach().exp())
@@ -84,9 +96,11 @@ class Clap:
     def embed_windows(self, windows: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """(W, clip_samples) float32 audio at the model rate -> (W, dim) unit-norm embeddings."""
         from .frontend import log_mel
-        return self._embed_mels(log_mel(windows, self.frontend), batch_size)
+        return self.embed_mel_batches(log_mel(windows, self.frontend), batch_size)
 
-    def _embed_mels(self, mel_db: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    def embed_mel_batches(self, mel_db: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """(W, n_mels, T) dB frames, any W >= 0 -> (W, dim) unit-norm embeddings, `batch_size`
+        windows per engine call."""
         out = [self.embed_mel(mel_db[i:i + batch_size]) for i in range(0, len(mel_db), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.config.projection.dim), np.float32)
 
@@ -113,7 +127,7 @@ class Clap:
             wins = fit_windows(self.read(item, sample_rate), self.frontend.clip_samples, short=self.config.short_clips)
             mel = log_mel(wins, self.frontend)
             mel = mel[selected_windows(mel, pooling)]      # only these windows need the encoder
-            out.append(pool_windows(self._embed_mels(mel), mel, "mean"))
+            out.append(pool_windows(self.embed_mel_batches(mel), mel, "mean"))
         return np.stack(out).astype(np.float32)
 
     # --- text -------------------------------------------------------------------------
@@ -146,25 +160,45 @@ class Clap:
 
     def probabilities(self, audio_emb: np.ndarray, label_emb: np.ndarray) -> np.ndarray:
         """(N, dim) x (L, dim) -> (N, L) softmax over labels of the scaled cosine similarity."""
-        logits = self.logit_scale * audio_emb @ label_emb.T
+        return self.softmax(audio_emb @ label_emb.T)
+
+    def softmax(self, sims: np.ndarray) -> np.ndarray:
+        """(N, L) cosine-scale label scores -> (N, L) softmax of logit_scale * scores."""
+        logits = self.logit_scale * np.asarray(sims, np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def classify(self, items: Sequence[AudioInput], labels: Sequence[str], template: str | None = None,
+    def classify(self, items: Sequence[AudioInput], labels: Sequence[str] | LabelSet, template: str | None = None,
                  sample_rate: int | None = None, pooling: str = "loudest") -> list[Classification]:
-        """Zero-shot classification of each item among `labels` (`pooling`: see `embed_audio`)."""
+        """Zero-shot classification of each item among `labels`: names, or a `LabelSet` mixing
+        them with enrolled labels, all in one softmax (`pooling`: see `embed_audio`)."""
         if isinstance(items, (str, os.PathLike, np.ndarray)):
             items = [items]
-        lab = self.label_embeddings(labels, template)
-        probs = self.probabilities(self.embed_audio(items, sample_rate, pooling), lab)
+        labels = LabelSet.of(labels)
+        names = labels.names
+        probs = self.softmax(labels.scorer(self, template)(self.embed_audio(items, sample_rate, pooling)))
         out = []
         for item, p in zip(items, probs):
             top = int(p.argmax())
             name = str(item) if not isinstance(item, np.ndarray) else "<array>"
-            out.append(Classification(name, labels[top], float(p[top]),
-                                      {lab_: float(v) for lab_, v in zip(labels, p)}))
+            out.append(Classification(name, names[top], float(p[top]),
+                                      {lab_: float(v) for lab_, v in zip(names, p)}))
         return out
+
+    # --- labels by example --------------------------------------------------------------
+
+    def enrol(self, name: str, examples: Sequence[AudioInput], text: str | None = None,
+              text_weight: float | None = None, background: Sequence[AudioInput] | None = None,
+              pack=None, scoring: str | None = None, sample_rate: int | None = None):
+        """Enrol label `name` from example recordings -> a `LabelPack` (new, or `pack` grown).
+
+        See `clap_rt.enrol.enrol`: sound windows kept as prototypes, `text` mixed in with
+        `text_weight`, leave-one-out thresholds against `background` (default: made in code).
+        """
+        from .enrol import enrol
+        return enrol(self, name, examples, text=text, text_weight=text_weight, background=background,
+                     pack=pack, scoring=scoring, sample_rate=sample_rate)
 
     def search(self, query: str, embeddings: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
         """Text -> the k rows of `embeddings` (N, dim) with the highest cosine, best first."""

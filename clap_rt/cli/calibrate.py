@@ -70,13 +70,14 @@ def window_scores(stream, audio: np.ndarray) -> np.ndarray:
 
 def run(args) -> int:
     from ..stream import ClapStream
-    labels = read_labels(args)
+    label_set = read_labels(args)
+    labels = label_set.names
     examples = example_files(args.examples, labels)
     if not any(examples.values()) and not args.background_audio:
         raise UserError("calibrate: expected example clips (--examples) and/or background audio (--background)")
     clap = load_clap(args)
     prompts = background_prompts(args, Thresholds())
-    stream = ClapStream(clap, labels, clap.sample_rate, hop=args.hop, window=args.window,
+    stream = ClapStream(clap, label_set, clap.sample_rate, hop=args.hop, window=args.window,
                         background=prompts, template=args.template)
     peaks = {label: [] for label in labels}
     negatives = {label: [] for label in labels}

@@ -25,7 +25,7 @@ def run(args) -> int:
     if not files:
         raise UserError(f"{' '.join(args.paths)}: no audio files found")
     clap = load_clap(args)
-    clap.label_embeddings(labels, args.template)          # template errors before any audio work
+    labels.scorer(clap, args.template)      # template and pack errors before any audio work
     failed = 0
     for path in files:
         try:

@@ -24,20 +24,23 @@ def add_pooling_option(p: argparse.ArgumentParser) -> None:
 
 def add_label_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--labels", help='comma-separated labels, e.g. "siren,glass breaking"')
-    g.add_argument("--labels-file", help="a text file with one label per line")
-    p.add_argument("--template", default=None, help='prompt template with {} for the label (default: the model\'s)')
+    g.add_argument("--labels", help='comma-separated labels, e.g. "siren,glass breaking"; @FILE adds the '
+                                    'labels of a pack from `clap-rt enrol` ("siren, @labels.clap")')
+    g.add_argument("--labels-file", help="a text file with one label (or @FILE) per line")
+    p.add_argument("--template", default=None, help='prompt template with {} for the text labels (default: the model\'s)')
 
 
-def read_labels(args) -> list[str]:
-    from ..zeroshot import parse_labels
+def read_labels(args):
+    """--labels / --labels-file -> a LabelSet (text labels and the labels of @FILE packs)."""
+    from ..labelset import LabelSet
     if args.labels is not None:
-        return parse_labels(args.labels, "--labels")
+        return LabelSet.parse(args.labels, "--labels")
     try:
         with open(args.labels_file, encoding="utf-8") as f:
-            return parse_labels(f.read(), args.labels_file)
+            text = f.read()
     except (FileNotFoundError, IsADirectoryError):
         raise UserError(f"{args.labels_file}: labels file not found; expected a text file with one label per line")
+    return LabelSet.parse(text, args.labels_file)
 
 
 def load_clap(args):

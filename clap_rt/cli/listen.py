@@ -60,9 +60,13 @@ def background_prompts(args, thresholds: Thresholds) -> list[str]:
     return list(thresholds.background or DEFAULT_BACKGROUND)
 
 
-def load_thresholds(args, labels: list[str], model_pair: tuple) -> Thresholds:
-    """--thresholds file (per label), else the model's (on, off) unless --on/--off are given."""
+def load_thresholds(args, labels, model_pair: tuple) -> Thresholds:
+    """Per label: the --thresholds file's, else an enrolled label's own (its pack's), else the
+    model's (on, off) unless --on/--off are given. labels: a LabelSet."""
     th = Thresholds.load(args.thresholds) if args.thresholds else Thresholds()
+    for name, (on, off) in labels.thresholds().items():
+        if name not in th.on:
+            th.on[name], th.off[name] = on, off
     th.default_on, th.default_off = model_pair
     if args.on is not None:
         th.default_on = args.on
@@ -70,7 +74,7 @@ def load_thresholds(args, labels: list[str], model_pair: tuple) -> Thresholds:
         th.default_off = args.off
     given = args.on is not None or args.off is not None
     check_pair(th.default_on, th.default_off, "--on/--off" if given else "the model's event_thresholds")
-    missing = [label for label in labels if args.thresholds and label not in th.on]
+    missing = [label for label in labels.names if args.thresholds and label not in th.on]
     if missing:
         print(f"clap-rt listen: {args.thresholds} has no thresholds for {missing}; using on={th.default_on} "
               f"off={th.default_off}", file=sys.stderr)
@@ -84,18 +88,20 @@ def run(args) -> int:
 
     labels = read_labels(args)
     clap = load_clap(args)
+    labels.check_model(clap)             # a pack from another model: before any audio is opened
     thresholds = load_thresholds(args, labels, clap.config.event_thresholds)
-    detector = EventDetector(labels, thresholds, DetectorConfig(
+    names = labels.names
+    detector = EventDetector(names, thresholds, DetectorConfig(
         smoothing=args.smoothing, smooth_windows=args.smooth_windows, ema_alpha=args.ema_alpha,
         min_duration=args.min_duration, debounce=args.debounce))
     source = open_source(args.input, fast=args.fast, device=args.device, rate=args.rate,
                          channels=args.channels, fmt=args.format, queue_size=args.queue_size)
     stream = ClapStream(clap, labels, source.rate, hop=args.hop, window=args.window,
                         background=background_prompts(args, thresholds), template=args.template or thresholds.template)
-    pairs = [thresholds.pair(label) for label in labels]
+    pairs = [thresholds.pair(label) for label in names]
     use_view = sys.stdout.isatty() and not args.json and not args.no_view
-    view = LiveView(labels, pairs) if use_view else None
-    plot = TimelinePlot(labels, pairs) if args.plot else None
+    view = LiveView(names, pairs) if use_view else None
+    plot = TimelinePlot(names, pairs) if args.plot else None
 
     def emit(window, events) -> None:
         for e in events:
