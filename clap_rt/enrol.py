@@ -8,11 +8,12 @@ that hold the sound (`pooling.sound_windows`: within 10 dB of the loudest, not t
 around it) are embedded and kept as the label's prototypes. An optional description is embedded
 with the model's prompt templates and mixed in with a weight (`prototypes`: how a label scores).
 
-Thresholds (`fit_pack`), per label, on its open-set score (the label alone against the
-background prompts, as `clap-rt listen` scores): positives are leave-one-out peaks, each
-example scored by the label made from the *other* examples, so no threshold is fitted on the
-scores it is judged by; negatives are the pack's background windows and the other labels'
-prototypes, scored by the whole label. `detect.fit_thresholds` places on / off between them.
+Thresholds (`fit_pack`), per label, on its open-set score (its share of one softmax with the
+pack's other labels and the background prompts, as `clap-rt listen` scores the pack):
+positives are leave-one-out peaks, each example scored by the label made from the *other*
+examples, so no threshold is fitted on the scores it is judged by; negatives are the pack's
+background windows and the other labels' prototypes, scored by the whole label.
+`detect.fit_thresholds` places on / off between them.
 With one example there is nothing to leave it out against: its description scores it, or,
 without one, the thresholds come from the negatives alone.
 """
@@ -129,6 +130,11 @@ def enrol(clap, name: str, examples: Sequence, text: Optional[str] = None,
             raise UserError("--text-weight: expected --text, the description it weighs")
         if not 0.0 <= text_weight <= 1.0:
             raise UserError(f"--text-weight: expected a number in [0, 1], got {text_weight}")
+    if pack is not None:
+        pack.check_model(clap)
+        if scoring is not None and scoring != pack.scoring:
+            raise UserError(f"--scoring {scoring}: {pack.where} scores its labels with {pack.scoring!r}; "
+                            f"a pack has one scoring")
     embs, meta = [], []
     for i, item in enumerate(examples):
         where = item_name(item, i)
@@ -138,10 +144,6 @@ def enrol(clap, name: str, examples: Sequence, text: Optional[str] = None,
     if pack is None:
         pack = new_pack(clap, background, scoring, sample_rate)
     else:
-        pack.check_model(clap)
-        if scoring is not None and scoring != pack.scoring:
-            raise UserError(f"--scoring {scoring}: {pack.where} scores its labels with {pack.scoring!r}; "
-                            f"a pack has one scoring")
         if background:
             emb, source = background_embeddings(clap, background, sample_rate)
             pack.background = np.concatenate([pack.background, emb])
@@ -177,25 +179,29 @@ def fit_pack(pack: LabelPack, clap, thresholds: bool = True) -> None:
     """Every label's scoring vectors and (unless `thresholds` is False) its leave-one-out
     thresholds (see the module), in place. clap: `label_embeddings` and `logit_scale`."""
     prompts = clap.label_embeddings(list(pack.background_prompts))
+    contexts = []
     for i, label in enumerate(pack.labels):
         others = [lab.prototypes for j, lab in enumerate(pack.labels) if j != i]
         negatives = np.concatenate([pack.background, *others]).astype(np.float32)
-        context = FitContext(negatives, prompts, clap.logit_scale, label.text_embedding, label.weight)
-        label.vectors = scoring_vectors(pack.scoring, label.prototypes, label.example_ids, context)
-        if not thresholds:
-            continue
-        peaks = leave_one_out_peaks(label, pack.scoring, context)
-        neg = open_set(label_scores(negatives, label.vectors, label.text_embedding, label.weight),
-                       negatives, prompts, clap.logit_scale)
+        contexts.append(FitContext(negatives, prompts, clap.logit_scale, label.text_embedding, label.weight))
+        label.vectors = scoring_vectors(pack.scoring, label.prototypes, label.example_ids, contexts[-1])
+    if not thresholds:
+        return
+    for i, (label, context) in enumerate(zip(pack.labels, contexts)):
+        rivals = [lab for j, lab in enumerate(pack.labels) if j != i]
+        peaks = leave_one_out_peaks(label, pack.scoring, context, rivals)
+        neg = open_set(label_scores(context.negatives, label.vectors, label.text_embedding, label.weight),
+                       context.negatives, prompts, clap.logit_scale, rivals)
         on, off, note = fit_thresholds(peaks, neg)
         n = len(np.unique(label.example_ids))
         how = ("leave-one-out over" if n > 1 else "its description scoring") + f" {n} example{'s' * (n > 1)}"
         label.on, label.off, label.note = on, off, f"{how}; {note}"
 
 
-def leave_one_out_peaks(label: EnrolledLabel, scoring: str, context: FitContext) -> list[float]:
-    """Each example's highest open-set score when the label is made from the other examples
-    (one example: from its description alone; neither: none)."""
+def leave_one_out_peaks(label: EnrolledLabel, scoring: str, context: FitContext,
+                        rivals: Sequence[EnrolledLabel] = ()) -> list[float]:
+    """Each example's highest open-set score (`open_set`) when the label is made from the other
+    examples (one example: from its description alone; neither: none)."""
     ids = np.unique(label.example_ids)
     peaks = []
     for e in ids:
@@ -208,11 +214,16 @@ def leave_one_out_peaks(label: EnrolledLabel, scoring: str, context: FitContext)
             s = x @ label.text_embedding
         else:
             return []
-        peaks.append(float(open_set(s, x, context.prompts, context.logit_scale).max()))
+        peaks.append(float(open_set(s, x, context.prompts, context.logit_scale, rivals).max()))
     return peaks
 
 
-def open_set(scores: np.ndarray, audio: np.ndarray, prompts: np.ndarray, logit_scale: float) -> np.ndarray:
-    """(N,) one label's scores of (N, D) audio -> (N,) its open-set share against the prompts."""
-    sims = np.concatenate([scores[:, None], audio @ prompts.T], axis=1)
-    return open_set_scores(sims, logit_scale, 1)[:, 0]
+def open_set(scores: np.ndarray, audio: np.ndarray, prompts: np.ndarray, logit_scale: float,
+             rivals: Sequence[EnrolledLabel] = ()) -> np.ndarray:
+    """(N,) one label's scores of (N, D) audio -> (N,) its open-set share against the prompts
+    and `rivals` (the pack's other labels), as a stream of the pack scores it: a window of a
+    rival's sound goes mostly to the rival, so confusable labels do not push each other's
+    thresholds up."""
+    cols = [scores[:, None], *[label_scores(audio, r.vectors, r.text_embedding, r.weight)[:, None] for r in rivals],
+            audio @ prompts.T]
+    return open_set_scores(np.concatenate(cols, axis=1), logit_scale, 1)[:, 0]

@@ -87,6 +87,26 @@ class LabelSet:
         """{name: (on, off)} of the enrolled labels whose thresholds were fitted."""
         return {e.name: (e.on, e.off) for e in self.enrolled if e.on is not None and e.off is not None}
 
+    def event_thresholds(self, default_on: float, default_off: float):
+        """A `detect.Thresholds` for an EventDetector over these labels: the enrolled labels'
+        own, (default_on, default_off) for the others."""
+        from .detect import Thresholds
+        pairs = self.thresholds()
+        return Thresholds({k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()},
+                          default_on=default_on, default_off=default_off)
+
+    def embedding_table(self, clap, template: Optional[str] = None) -> np.ndarray:
+        """(L, D) float32 rows whose dot product with an audio embedding is each label's score
+        (an exported label table): a text label's embedding, an enrolled label's
+        (1 - w) * v + w * t. A label scored by the nearest of several vectors has no such row."""
+        many = [e.name for e in self.enrolled if len(e.vectors) != 1]
+        if many:
+            raise UserError(f"labels {many}: scored by their nearest prototype, which one row per label cannot "
+                            f"hold; enrol them with --scoring logistic or mean")
+        s = self.scorer(clap, template)
+        table = (1 - s.weights[:, None]) * s.matrix[s.starts] + s.weights[:, None] * s.matrix[s.text_rows]
+        return table.astype(np.float32)
+
     def scorer(self, clap, template: Optional[str] = None) -> "LabelScorer":
         """The scoring function for `clap`'s embeddings; text labels use `template` (None: the
         model's templates). A pack made by another model is refused here."""

@@ -61,9 +61,10 @@ def model_frames(meta: dict) -> int:
     return model_config(meta).frontend.n_frames
 
 
-def export(ckpt: str, out_dir: str, labels: list[str] | None = None, template: str | None = None,
+def export(ckpt: str, out_dir: str, labels=None, template: str | None = None,
            opset: int = OPSET) -> dict:
-    """Export `ckpt` into `out_dir`; returns the export.json content."""
+    """Export `ckpt` into `out_dir`; returns the export.json content. labels: names or a
+    `LabelSet` (enrolled labels of one vector export as that vector mixed with their text)."""
     import onnx
     from clap_rt.checkpoints import atomic_write_bytes
     from clap_rt.engine.graph import AudioGraph, export_audio_onnx
@@ -83,11 +84,13 @@ def export(ckpt: str, out_dir: str, labels: list[str] | None = None, template: s
             "dim": model.config.projection.dim, "parity_min_cosine": cos,
             "torch": torch.__version__, "onnx": onnx.__version__}
     if labels:
+        from clap_rt.labelset import LabelSet
         from clap_rt.zeroshot import Clap
         clap = Clap(model, tokenizer, backend="torch")
         template = template or model.config.prompt_template
-        emb = clap.label_embeddings(labels, template)
-        np.savez(out / LABELS_NPZ, labels=np.array(labels), template=np.array(template),
+        labels = LabelSet.of(labels)
+        emb = labels.embedding_table(clap, template)
+        np.savez(out / LABELS_NPZ, labels=np.array(labels.names), template=np.array(template),
                  embeddings=emb.astype(np.float32), logit_scale=np.float32(clap.logit_scale))
         meta["labels"] = LABELS_NPZ
     atomic_write_bytes(out / META_JSON, json.dumps(meta, indent=1).encode())

@@ -1,4 +1,4 @@
-"""Labels by example: sound windows, pack round trip, leave-one-out thresholds, mixed label sets."""
+"""Labels by example: sound windows, a pack saved and loaded, leave-one-out thresholds, mixed label sets."""
 from __future__ import annotations
 
 import types
@@ -68,7 +68,7 @@ def test_enrol_keeps_the_sound_windows_of_each_example(clap, examples, tmp_path)
     assert float(label.prototypes[0] @ clap.embed_audio([examples["hum"][0]])[0]) > 0.99999
 
 
-def test_pack_round_trip(clap, examples, tmp_path):
+def test_pack_saves_and_loads_unchanged(clap, examples, tmp_path):
     pack = clap.enrol("hum", examples["hum"], text="a low hum", text_weight=0.4)
     clap.enrol("whistle", examples["whistle"], pack=pack)
     path = tmp_path / "labels.clap"
@@ -147,10 +147,14 @@ def test_one_example_is_scored_by_its_description_or_not_at_all():
     add_examples(pack, "b", [unit(np.array([[0.0, 1.0, 0.1]], np.float32))], [{}])
     fit_pack(pack, fake_model(prompts))
     a, b = pack.labels
-    peak = float(share(ex @ text, ex, prompts, 3.0)[0])
+    # a's share competes with b (the pack's other label) and the prompts.
+    both = np.concatenate([prompts, b.vectors])
+    peak = float(share(ex @ text, ex, both, 3.0)[0])
     neg_audio = np.concatenate([background, b.prototypes])
-    neg = share(label_scores(neg_audio, a.vectors, text, 0.5), neg_audio, prompts, 3.0)
+    neg = share(label_scores(neg_audio, a.vectors, text, 0.5), neg_audio, both, 3.0)
     assert (a.on, a.off) == fit_thresholds([peak], neg)[:2]
+    alone = share(label_scores(neg_audio, a.vectors, text, 0.5), neg_audio, prompts, 3.0)
+    assert alone[-1] > neg[-1] + 0.05         # b's example: lower for a once b competes for it
     assert a.note.startswith("its description scoring 1 example")
     assert "background only" in b.note            # no description: no positives to fit
 
@@ -254,3 +258,16 @@ def test_duplicate_names_across_packs_and_text(clap, examples, tmp_path):
     clap.enrol("hum", examples["hum"]).save(tmp_path / "a.clap")
     with pytest.raises(UserError, match=r"--labels: duplicate labels \['hum'\] \(also in .*a.clap\)"):
         LabelSet.parse(f"hum, @{tmp_path / 'a.clap'}")
+
+
+def test_embedding_table_rows_give_the_scores(clap, examples):
+    pack = clap.enrol("hum", examples["hum"], text="a low hum")
+    clap.enrol("whistle", examples["whistle"], pack=pack)
+    labels = LabelSet(["siren", pack])
+    audio = clap.embed_audio([examples["hum"][0], examples["whistle"][1]])
+    table = labels.embedding_table(clap)
+    assert table.shape == (3, 16)
+    assert np.allclose(audio @ table.T, labels.scorer(clap)(audio), atol=1e-6)
+    nearest = clap.enrol("hum", examples["hum"], scoring="nearest")
+    with pytest.raises(UserError, match=r"labels \['hum'\]: scored by their nearest prototype"):
+        LabelSet([nearest]).embedding_table(clap)

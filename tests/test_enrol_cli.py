@@ -104,6 +104,8 @@ def test_listen_thresholds_pack_then_file(pack, tmp_path):
     hum = LabelPack.load(pack).labels[0]
     th = load_thresholds(types.SimpleNamespace(thresholds=None, on=0.6, off=0.4), labels, (0.5, 0.35))
     assert th.pair("hum") == (hum.on, hum.off) and th.pair("siren") == (0.6, 0.4)
+    assert labels.event_thresholds(0.6, 0.4).pair("hum") == (hum.on, hum.off)
+    assert labels.event_thresholds(0.6, 0.4).pair("siren") == (0.6, 0.4)
     Thresholds(on={"hum": 0.7}, off={"hum": 0.3}).save(tmp_path / "th.json")
     th = load_thresholds(types.SimpleNamespace(thresholds=str(tmp_path / "th.json"), on=None, off=None),
                          labels, (0.5, 0.35))
@@ -129,8 +131,10 @@ def test_pack_errors_are_one_line_exit_2(capsys, files, tiny_model_dir, other_mo
     fp = LabelPack.load(pack).fingerprint
     from clap_rt.zeroshot import Clap
     other = Clap.load(other_model_dir, backend="torch").model_id
-    for command in (["classify", files / "hum0.wav"], ["listen", "--input", files / "hum0.wav", "--fast"]):
-        rc, _, err = cli(capsys, *command, "--labels", f"siren,@{pack}", model=other_model_dir)
+    for command in (["classify", files / "hum0.wav", "--labels", f"siren,@{pack}"],
+                    ["listen", "--input", files / "hum0.wav", "--fast", "--labels", f"siren,@{pack}"],
+                    ["enrol", "whistle", files / "whistle0.wav", "--add", "-o", pack]):
+        rc, _, err = cli(capsys, *command, model=other_model_dir)
         assert rc == 2 and err.strip().splitlines() == [
             f"clap-rt {command[0]}: error: {pack}: label pack made by model 'tiny-test' (fingerprint {fp}), not by "
             f"this model 'tiny-test' (fingerprint {other}); enrol the labels again with this model"]
