@@ -15,6 +15,9 @@ at a fixed SNR. Each scene runs through the `clap-rt listen --fast` pipeline
   RTF        frontend + model seconds per audio second; the baseline recomputes each window's
              log-mel from its raw audio (no incremental frontend), measured on the same audio
 Thresholds: the model's `event_thresholds` (what `clap-rt listen` uses) unless --on/--off.
+--enrol K also enrols each label from K clips of recordings the scenes do not use (`Clap.enrol`
+with the label's name as text, its default scoring, background and fitted thresholds) and
+scores the same scenes with the enrolled labels in place of the text ones, with their thresholds.
 --sweep re-decides the same scored windows at other on thresholds (off keeps the on/off ratio)
 and prints F1 and false alarms for each: an operating curve. Choose a model's thresholds on
 clips it was not tested on (--split/--source/--label-names: e.g. a source left out of a
@@ -33,6 +36,7 @@ import numpy as np
 
 from clap_rt.cache import cache_dir
 from clap_rt.errors import UserError, run_program
+from clap_rt.labelset import LabelSet
 from train.corpus.noise import coloured_noise
 from train.data import Clip, read_manifest
 
@@ -101,7 +105,37 @@ def make_scene(clips: dict, seconds: float, n_events: int, snr_db: float, rate: 
     return np.clip(x, -1, 1), sorted(truth, key=lambda t: t[1])
 
 
-def score_stream(clap, audio: np.ndarray, labels: list, hop: float):
+def split_for_enrolment(clips: dict, items: dict, k: int, rng: np.random.Generator) -> tuple[dict, dict]:
+    """({label: k example paths}, {label: scene paths}): per label, whole items (the clips cut
+    from one recording) in random order until they hold k clips, k of them enrolled; the scenes
+    draw only on the other items' clips."""
+    examples, scenes = {}, {}
+    for label, paths in clips.items():
+        order = sorted({items[p] for p in paths})
+        rng.shuffle(order)
+        taken, pool = set(), []
+        for item in order:
+            if len(pool) >= k:
+                break
+            taken.add(item)
+            pool += [p for p in paths if items[p] == item]
+        rest = [p for p in paths if items[p] not in taken]
+        if len(pool) < k or not rest:
+            raise UserError(f"--enrol {k}: label {label!r} has too few recordings to enrol {k} clips and keep "
+                            f"others for the scenes ({len(paths)} clips, {len(order)} recordings)")
+        examples[label] = sorted(rng.choice(pool, size=k, replace=False).tolist())
+        scenes[label] = rest
+    return examples, scenes
+
+
+def clip_items(manifest: Path) -> dict:
+    """{clip path: the recording it was cut from} (the row's "item", else the path itself)."""
+    from train.data import read_rows
+    return {Path(c.path): (r.get("item") or c.path) if isinstance(r, dict) else c.path
+            for c, (_, r) in zip(corpus_clips(manifest), read_rows(manifest))}
+
+
+def score_stream(clap, audio: np.ndarray, labels, hop: float):
     """The listen --fast pipeline's scoring on one signal -> ([ScoredWindow], StreamStats)."""
     from clap_rt.sources import ArraySource
     from clap_rt.stream import ClapStream, run_stream
@@ -111,23 +145,27 @@ def score_stream(clap, audio: np.ndarray, labels: list, hop: float):
     return windows, stats
 
 
-def decide(windows: list, labels: list, on: float, off: float) -> list:
-    """listen's decisions (default smoothing) on scored windows -> start and end events."""
+def decide(windows: list, labels: list, on: float, off: float, per_label: dict | None = None) -> list:
+    """listen's decisions (default smoothing) on scored windows -> start and end events;
+    per_label: {label: (on, off)} for the labels with their own (an enrolled label's)."""
     from clap_rt.detect import DetectorConfig, EventDetector, Thresholds
-    det = EventDetector(labels, Thresholds(default_on=on, default_off=off), DetectorConfig())
+    per_label = per_label or {}
+    th = Thresholds({k: v[0] for k, v in per_label.items()}, {k: v[1] for k, v in per_label.items()},
+                    default_on=on, default_off=off)
+    det = EventDetector(labels, th, DetectorConfig())
     return [e for w in windows for e in det.update(w)] + det.finish()
 
 
 def detection_scores(truth: dict, scene_windows: dict, bg_windows: list, bg_seconds: float,
-                     labels: list, on: float, off: float) -> dict:
+                     labels: list, on: float, off: float, per_label: dict | None = None) -> dict:
     """Event F1 / P / R, delays p50 / p95 (s), false alarms per hour and the share of the
-    background's time with some label on, at one threshold pair."""
+    background's time with some label on, at one threshold pair (and `per_label`'s)."""
     found, all_delays = {}, []
     for name, windows in scene_windows.items():
-        events = decide(windows, labels, on, off)
+        events = decide(windows, labels, on, off, per_label)
         found[name] = [(e.label, e.onset, e.offset) for e in events if e.kind == "end"]
         all_delays += delays(truth[name], events)
-    bg_events = decide(bg_windows, labels, on, off)
+    bg_events = decide(bg_windows, labels, on, off, per_label)
     n_fa = sum(e.kind == "start" for e in bg_events)
     d = np.asarray(all_delays) if all_delays else np.full(1, np.nan)
     return {"thresholds": [on, off], **event_f1(truth, found, labels),
@@ -213,6 +251,11 @@ def run(args: argparse.Namespace) -> int:
     off = off if args.off is None else args.off
     labels = sorted(clips)
     rng = np.random.default_rng(args.seed)
+    pack = None
+    if args.enrol:
+        examples, clips = split_for_enrolment(clips, clip_items(args.manifest), args.enrol, rng)
+        for label in labels:
+            pack = clap.enrol(label, examples[label], text=label, pack=pack)
     cache: dict = {}
 
     def load(path):
@@ -220,16 +263,25 @@ def run(args: argparse.Namespace) -> int:
             cache[path] = load_audio(path, clap.sample_rate)
         return cache[path]
 
-    truth, scene_windows, compute, audio_s, ours_s = {}, {}, [], 0.0, 0.0
+    truth, scene_windows, enrolled_windows, compute, audio_s, ours_s = {}, {}, {}, [], 0.0, 0.0
     for i in range(args.scenes):
         audio, t = make_scene(clips, args.scene_seconds, args.events, args.snr_db, clap.sample_rate, rng, load)
         windows, stats = score_stream(clap, audio, labels, args.hop)
         truth[f"scene{i}"], scene_windows[f"scene{i}"] = t, windows
+        if pack is not None:
+            enrolled_windows[f"scene{i}"] = score_stream(clap, audio, LabelSet([pack]), args.hop)[0]
         compute += stats.compute
         audio_s += stats.audio_seconds
         ours_s += sum(stats.compute) + stats.frontend_seconds
     bg = background_noise(int(args.background_seconds * clap.sample_rate), clap.sample_rate, rng)
     bg_windows, bg_stats = score_stream(clap, bg, labels, args.hop)
+    enrolled = None
+    if pack is not None:
+        bg_enrolled = score_stream(clap, bg, LabelSet([pack]), args.hop)[0]
+        per_label = LabelSet([pack]).thresholds()
+        enrolled = {"examples_per_label": args.enrol,
+                    **detection_scores(truth, enrolled_windows, bg_enrolled, args.background_seconds, labels,
+                                       on, off, per_label), "label_thresholds": per_label}
     base = baseline_rtf(clap, bg, args.hop)          # the same background audio as ours_bg
     ours_bg = (sum(bg_stats.compute) + bg_stats.frontend_seconds) / bg_stats.audio_seconds
 
@@ -245,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
         "compute_per_hop_p95_ms": 1e3 * float(np.percentile(compute, 95)),
         "threads": args.threads,
         "sweep": [scores_at(v, round(v * off / on, 4)) for v in sweep],
+        "enrolled": enrolled,
     }
     rows = [("event F1 (200 ms onset collar)", f"{res['f1']:.3f}  (P {res['precision']:.3f}, R {res['recall']:.3f})"),
             ("detection delay p50 / p95", f"{res['delay_p50_s']:.2f} s / {res['delay_p95_s']:.2f} s"),
@@ -257,6 +310,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {res['model']}, {len(labels)} labels, {res['events']} events in {args.scenes} x "
           f"{args.scene_seconds:.0f} s scenes, SNR {args.snr_db} dB, hop {args.hop} s, {args.threads} thread(s), "
           f"on {on} / off {off}")
+    if enrolled is not None:
+        rows += [(f"enrolled ({args.enrol} clips + name): event F1",
+                  f"{enrolled['f1']:.3f}  (P {enrolled['precision']:.3f}, R {enrolled['recall']:.3f})"),
+                 ("enrolled: detection delay p50 / p95",
+                  f"{enrolled['delay_p50_s']:.2f} s / {enrolled['delay_p95_s']:.2f} s"),
+                 ("enrolled: false alarms per hour", f"{enrolled['false_alarms_per_hour']:.1f}"),
+                 ("enrolled: background time with a label on", f"{100 * enrolled['false_on_fraction']:.1f}%"),
+                 ("enrolled: fitted on thresholds", ", ".join(f"{k} {v[0]:.2f}" for k, v in per_label.items()))]
     w = max(len(r[0]) for r in rows)
     for k, v in rows:
         print(f"{k:<{w}}  {v}")
@@ -296,6 +357,9 @@ def main(argv=None) -> int:
     p.add_argument("--off", type=float, default=None, help="off threshold (default: the model's)")
     p.add_argument("--sweep", default=None, metavar="ON,ON,...",
                    help="also decide at these on thresholds, off = on x (off / on)")
+    p.add_argument("--enrol", type=int, default=0, metavar="K",
+                   help="also enrol each label from K clips of recordings kept out of the scenes (with its "
+                        "name as text; `clap-rt enrol`'s defaults and thresholds) and score the same scenes")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results as JSON to this file ('-' prints them)")
