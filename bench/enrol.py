@@ -292,7 +292,8 @@ def run(args: argparse.Namespace) -> int:
            "accuracy": acc, "ceiling_other_items": top, "enrol_5_clips_s": enrol_s, "hop_cost": costs}
     report(res, args)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+        from clap_rt.checkpoints import atomic_write_bytes
+        atomic_write_bytes(args.json, (json.dumps(res, indent=2, default=str) + "\n").encode())
     return 0
 
 
