@@ -24,7 +24,7 @@ $(STAMP): requirements.txt setup.py CMakeLists.txt apt-packages.txt
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
 
-DEMO_LABELS := hand clap,tambourine,wood block,ride cymbal,tom drum
+DEMO_LABELS := dog,door,thunder,car horn,gunshot
 
 # The main job: a bundled recording played as a live stream (real-time pace) into `listen`.
 demo: setup

@@ -1,9 +1,9 @@
-"""Builds demo/soundscape.flac: held-out corpus clips over noise, with known event times.
+"""Builds demo/soundscape.flac: everyday benchmark clips over noise, with known event times.
 
-    python -m demo.make_demo [--manifest ~/.cache/clap_rt/corpus/manifest.jsonl]
+    python -m demo.make_demo [--manifest ~/.cache/clap_rt/corpus/benchmark.jsonl]
 
-The clips come from the sources held out of training (see the model card), so `make demo`
-shows zero-shot detection of sounds the model never heard. Writes soundscape.flac,
+The clips come from the everyday benchmark's packages, held out of training (see the model
+card), so `make demo` shows zero-shot detection of recordings the model never heard. Writes soundscape.flac,
 truth.json (label, onset s, offset s) and ATTRIBUTION.md next to this file.
 """
 from __future__ import annotations
@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from bench.stream import DEFAULT_MANIFEST, corpus_clips, make_scene
+from bench.stream import corpus_clips, make_scene
+from clap_rt.cache import cache_dir
 from clap_rt.audio import load_audio
 from clap_rt.errors import UserError, run_program
 
 PROG = "python -m demo.make_demo"
 HERE = Path(__file__).resolve().parent
-LABELS = ("hand clap", "tambourine", "wood block", "ride cymbal", "tom drum")
+# Sounds a household or street detector is asked for, named before the model was tried on them.
+LABELS = ("dog", "door", "thunder", "car horn", "gunshot")
 RATE = 44100
 
 
@@ -51,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    p.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
+    p.add_argument("--manifest", type=Path, default=cache_dir() / "corpus" / "benchmark.jsonl")
     p.add_argument("--seconds", type=float, default=24.0)
-    p.add_argument("--seed", type=int, default=5)   # a seed whose scene has each label once
+    p.add_argument("--seed", type=int, default=4)   # a seed whose scene has each label once
     args = p.parse_args(argv)
     return run_program(PROG, lambda: run(args))
 
