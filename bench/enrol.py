@@ -35,6 +35,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402  (after the BLAS thread count it reads at import)
 
+from bench.stream import whole_items
 from clap_rt.cache import cache_dir
 from clap_rt.errors import UserError, run_program
 
@@ -91,14 +92,7 @@ def draw_split(clips: list[dict], label: str, k: int, rng: np.random.Generator,
     if exclude == "clip":
         examples = sorted(rng.choice(idx, size=min(k, len(idx) - 1), replace=False).tolist())
         return examples, [i for i in idx if i not in examples]
-    items = sorted({clips[i]["item"] for i in idx})
-    rng.shuffle(items)
-    taken, pool = set(), []
-    for item in items:
-        if len(pool) >= k:
-            break
-        taken.add(item)
-        pool += [i for i in idx if clips[i]["item"] == item]
+    taken, pool = whole_items(idx, lambda i: clips[i]["item"], k, rng)
     examples = sorted(rng.choice(pool, size=min(k, len(pool)), replace=False).tolist())
     return examples, [i for i in idx if clips[i]["item"] not in taken]
 

@@ -105,24 +105,31 @@ def make_scene(clips: dict, seconds: float, n_events: int, snr_db: float, rate: 
     return np.clip(x, -1, 1), sorted(truth, key=lambda t: t[1])
 
 
+def whole_items(members: list, item_of, k: int, rng: np.random.Generator) -> tuple[set, list]:
+    """(items taken, their members): whole items (the clips cut from one recording) in random
+    order until they hold at least k of `members` (`item_of(member)` names a member's item)."""
+    order = sorted({item_of(m) for m in members})
+    rng.shuffle(order)
+    taken, pool = set(), []
+    for item in order:
+        if len(pool) >= k:
+            break
+        taken.add(item)
+        pool += [m for m in members if item_of(m) == item]
+    return taken, pool
+
+
 def split_for_enrolment(clips: dict, items: dict, k: int, rng: np.random.Generator) -> tuple[dict, dict]:
     """({label: k example paths}, {label: scene paths}): per label, whole items (the clips cut
     from one recording) in random order until they hold k clips, k of them enrolled; the scenes
     draw only on the other items' clips."""
     examples, scenes = {}, {}
     for label, paths in clips.items():
-        order = sorted({items[p] for p in paths})
-        rng.shuffle(order)
-        taken, pool = set(), []
-        for item in order:
-            if len(pool) >= k:
-                break
-            taken.add(item)
-            pool += [p for p in paths if items[p] == item]
+        taken, pool = whole_items(paths, items.__getitem__, k, rng)
         rest = [p for p in paths if items[p] not in taken]
         if len(pool) < k or not rest:
             raise UserError(f"--enrol {k}: label {label!r} has too few recordings to enrol {k} clips and keep "
-                            f"others for the scenes ({len(paths)} clips, {len(order)} recordings)")
+                            f"others for the scenes ({len(paths)} clips, {len({items[p] for p in paths})} recordings)")
         examples[label] = sorted(rng.choice(pool, size=k, replace=False).tolist())
         scenes[label] = rest
     return examples, scenes

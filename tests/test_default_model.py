@@ -12,10 +12,8 @@ from clap_rt.checkpoints import DEFAULT_MODEL_DIR
 from clap_rt.zeroshot import Clap
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
-# Measured with the background-clip recipe's model (docs/experiments.md): 4 of 5, each at
-# probability >= 0.99 (the wood block is called a hand clap at 0.89; `listen` finds it in the
-# stream). The frozen-CNN six-band model also named 4. A weaker model, or a broken frontend or
-# checkpoint, names fewer.
+# Measured with the bundled model: 4 of 5 at probability >= 0.95 (the car horn is called a
+# gunshot at 0.88). A weaker model, or a broken frontend or checkpoint, names fewer.
 MIN_DEMO_HITS = 4
 
 
