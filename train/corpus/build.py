@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from collections import defaultdict
 
+from clap_rt.audio import load_audio
 from clap_rt.errors import UserError
 
+from .audio import SAMPLE_RATE
 from .clips import run_tasks
 from .benchmark import describe, everyday_benchmark
 from .dedupe import Fingerprint, find_copies, fingerprint
@@ -105,12 +107,10 @@ def _write_json(path: str, obj) -> None:
 
 
 def _print_of(path: str) -> Fingerprint:
-    import soundfile as sf
-
+    """The fingerprint of a corpus clip (written mono at SAMPLE_RATE, so decoding changes nothing)."""
     with open(path, "rb") as f:
         data = f.read()
-    audio, sr = sf.read(io.BytesIO(data), dtype="float32")
-    return fingerprint(data, audio, sr)
+    return fingerprint(data, load_audio(io.BytesIO(data), SAMPLE_RATE, name=path), SAMPLE_RATE)
 
 
 def _synthesized(row: dict) -> bool:
