@@ -37,7 +37,7 @@ import numpy as np
 from clap_rt.cache import cache_dir
 from clap_rt.errors import UserError, run_program
 from clap_rt.labelset import LabelSet
-from train.corpus.noise import coloured_noise
+from train.corpus.noise import background_noise
 from train.data import Clip, read_manifest
 
 PROG = "python -m bench.stream"
@@ -71,13 +71,6 @@ def read_clips(manifest: Path, splits: list[str], source: str | None, names: lis
     if not top:
         raise UserError(f"{manifest}: no labelled clips in {where}")
     return {k: clips[k][:per_label] for k in top}
-
-
-def background_noise(n: int, rate: int, rng: np.random.Generator, level: float = 0.02) -> np.ndarray:
-    """Pink noise (1/f power) plus a 50 Hz hum with harmonics, RMS `level`."""
-    t = np.arange(n) / rate
-    x = coloured_noise(n, 1.0, rng) + 0.3 * sum(np.sin(2 * np.pi * 50 * k * t) / k for k in (1, 2, 3))
-    return (level * x / np.sqrt(np.mean(x ** 2))).astype(np.float32)
 
 
 def make_scene(clips: dict, seconds: float, n_events: int, snr_db: float, rate: int,

@@ -44,16 +44,22 @@ def test_default_model_names_the_demo_events(clap):
 
 
 def test_default_model_stays_quiet_on_an_empty_scene(clap):
-    """20 s of bench/stream.py's background (pink noise + 50 Hz mains hum) through `listen
+    """20 s of the streaming benchmark's background (pink noise + 50 Hz mains hum) through `listen
     --fast`'s pipeline at the model's thresholds: no event. A model trained without background
     clips had the kick drum on for most of such noise (the hum read as a kick)."""
-    from bench.stream import background_noise, decide, score_stream
+    from clap_rt.detect import DetectorConfig, EventDetector, Thresholds
+    from clap_rt.sources import ArraySource
+    from clap_rt.stream import ClapStream, run_stream
+    from train.corpus.noise import background_noise
 
     rate = clap.sample_rate
     x = background_noise(20 * rate, rate, np.random.default_rng(0))
     labels = ["hi-hat", "snare drum", "tom drum", "crash cymbal", "kick drum", "ride cymbal", "hand clap"]
-    windows, _ = score_stream(clap, x, labels, hop=0.5)
-    events = decide(windows, labels, *clap.config.event_thresholds)
+    windows: list = []
+    run_stream(ArraySource(x, rate, block=1024), ClapStream(clap, labels, rate, hop=0.5), windows.append, live=False)
+    on, off = clap.config.event_thresholds
+    det = EventDetector(labels, Thresholds({}, {}, default_on=on, default_off=off), DetectorConfig())
+    events = [e for w in windows for e in det.update(w)] + det.finish()
     peaks = [float(np.max(w.scores)) for w in windows]
     assert len(peaks) >= 30
     assert events == [], f"events on background: {[(e.kind, e.label, e.time) for e in events]}; max score {max(peaks):.3f}"

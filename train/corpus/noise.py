@@ -33,6 +33,14 @@ def coloured_noise(n: int, slope: float, rng: np.random.Generator) -> np.ndarray
     return x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
 
 
+def background_noise(n: int, rate: int, rng: np.random.Generator, level: float = 0.02) -> np.ndarray:
+    """(n,) float32 pink noise (1/f power) plus a 50 Hz hum with harmonics, RMS `level`: the
+    background of the streaming benchmark's scenes."""
+    t = np.arange(n) / rate
+    x = coloured_noise(n, 1.0, rng) + 0.3 * sum(np.sin(2 * np.pi * 50 * k * t) / k for k in (1, 2, 3))
+    return (level * x / np.sqrt(np.mean(x ** 2))).astype(np.float32)
+
+
 def background_clip(seed: int) -> np.ndarray:
     """(T,) float32 at SAMPLE_RATE: noise of a random colour, level and length, fixed by `seed`."""
     rng = np.random.default_rng(seed)
