@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.stream import DEFAULT_MANIFEST, corpus_clips
-from clap_rt.errors import run_program
+from clap_rt.errors import UserError, run_program
 from train.data import Clip
 
 PROG = "python -m bench.quant_accuracy"
@@ -46,6 +46,9 @@ def calibration_folder(clips: list[Clip], n: int, tmp: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Embed the held-out windows with every graph, print (and write) the comparison."""
     clips = corpus_clips(args.manifest)
+    if not any(c.split == "train" for c in clips):     # checked before any work: calibration needs them
+        raise UserError(f"{args.manifest}: expected training clips (split 'train') to calibrate the static "
+                        "int8 graph on, found none")
     from clap_rt.checkpoints import DEFAULT_MODEL_DIR
     from clap_rt.engine.onnx_engine import OnnxEngine
     from clap_rt.pooling import pool_windows
