@@ -47,6 +47,19 @@ def parse_labels(text: str, source: str = "--labels") -> list[str]:
     return labels
 
 
+
+def prompt_templates(config, template: str | None = None) -> tuple[str, ...]:
+    """`template` alone, else the model's prompt template and its prompt ensemble."""
+    return (template,) if template else (config.prompt_template, *config.prompt_ensemble)
+
+
+def template_mean_embeddings(embed_text, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
+    """(L, dim) unit-norm label embeddings: per label, the renormalised mean over `templates` of
+    `embed_text` ((N texts) -> (N, dim) unit-norm) of `template.format(label)`."""
+    emb = np.asarray(embed_text([t.format(label) for t in templates for label in labels]))
+    emb = emb.reshape(len(templates), len(labels), -1).mean(axis=0)              # (L, dim)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
 class Clap:
     """A loaded model + an audio engine + cached label embeddings."""
 
@@ -148,12 +161,10 @@ class Clap:
         each label's embedding is the renormalised mean over them."""
         if template is not None and "{}" not in template:
             raise UserError(f"--template: expected a '{{}}' placeholder for the label, got {template!r}")
-        templates = (template,) if template else (self.config.prompt_template, *self.config.prompt_ensemble)
+        templates = prompt_templates(self.config, template)
         key = (tuple(labels), templates)
         if key not in self._label_cache:
-            emb = self.embed_text([t.format(label) for t in templates for label in labels])
-            emb = emb.reshape(len(templates), len(labels), -1).mean(axis=0)       # (L, dim)
-            self._label_cache[key] = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+            self._label_cache[key] = template_mean_embeddings(self.embed_text, labels, templates)
         return self._label_cache[key]
 
     # --- zero-shot --------------------------------------------------------------------

@@ -400,6 +400,7 @@ def evaluate(proj: Projector, rows: list[dict], audio: dict, template: str) -> d
     """Zero-shot top-1/top-5 and per-class mean among the labels of `rows` (with the template
     alone and with PROMPT_ENSEMBLE), text->audio R@1/5/10 over all their captions, and how often
     three phrasings of each label agree on the top class."""
+    from clap_rt.zeroshot import template_mean_embeddings
     from train.evaluate import predictions, retrieval_recalls, zero_shot_scores
     labels = sorted({r["label"] for r in rows})
     y = np.array([labels.index(r["label"]) for r in rows])
@@ -408,8 +409,7 @@ def evaluate(proj: Projector, rows: list[dict], audio: dict, template: str) -> d
         a = proj.audio_clips([audio[r["path"]] for r in rows])
         t = lambda texts: torch.cat([proj.text(texts[i:i + 512]) for i in range(0, len(texts), 512)]).numpy()  # noqa: E731
         scores = zero_shot_scores(a, t([template.format(x) for x in labels]), y)
-        ens = np.mean([t([u.format(x) for x in labels]) for u in (template, *PROMPT_ENSEMBLE)], axis=0)
-        ens_scores = zero_shot_scores(a, ens / np.linalg.norm(ens, axis=1, keepdims=True), y)
+        ens_scores = zero_shot_scores(a, template_mean_embeddings(t, labels, (template, *PROMPT_ENSEMBLE)), y)
         caps, owner = [], []
         for i, r in enumerate(rows):
             for c in dict.fromkeys(r.get("captions") or [r["caption"]]):

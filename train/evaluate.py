@@ -128,10 +128,9 @@ def embed_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 256) -
 def class_embeddings(model, tokenizer, labels: Sequence[str], template: str | None = None) -> np.ndarray:
     """(C, D) unit-norm label embeddings as `Clap.label_embeddings` makes them: `template`, else
     the model's prompt template averaged with its prompt ensemble."""
-    templates = (template,) if template else (model.config.prompt_template, *model.config.prompt_ensemble)
-    emb = embed_texts(model, tokenizer, [t.format(lab) for t in templates for lab in labels])
-    emb = emb.reshape(len(templates), len(labels), -1).mean(axis=0)
-    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    from clap_rt.zeroshot import prompt_templates, template_mean_embeddings
+    return template_mean_embeddings(lambda texts: embed_texts(model, tokenizer, texts), labels,
+                                    prompt_templates(model.config, template))
 
 
 def evaluate_clips(model, tokenizer, clips, features, template: str | None = None,
