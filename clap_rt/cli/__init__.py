@@ -10,7 +10,7 @@ import importlib
 
 from ..errors import run_program
 
-SUBCOMMANDS = ("classify", "enrol", "embed", "search", "info", "convert", "listen", "calibrate", "devices")
+SUBCOMMANDS = ("classify", "enrol", "embed", "search", "info", "convert", "listen", "calibrate", "devices", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
