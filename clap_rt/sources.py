@@ -107,14 +107,15 @@ class ArraySource(_QueuedSource):
     """(n,) or (n, channels) samples played as a stream in `block`-sample chunks.
 
     realtime: a thread delivers each chunk when its audio would have been recorded (a
-    live stream); otherwise read() hands chunks out as fast as they are asked for (--fast).
+    live stream) at `speed` times real time; otherwise read() hands chunks out as fast as
+    they are asked for (--fast).
     """
 
     def __init__(self, samples: np.ndarray, rate: int, block: int = 1024, realtime: bool = False,
-                 queue_size: int = 32):
+                 queue_size: int = 32, speed: float = 1.0):
         super().__init__(rate, queue_size)
         self._blocks = _split(to_mono(samples), block)
-        self.realtime = realtime
+        self.realtime, self.speed = realtime, speed
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
@@ -124,7 +125,7 @@ class ArraySource(_QueuedSource):
             self._thread.start()
 
     def _play(self, blocks) -> None:
-        _play_paced(blocks, self.rate, self.queue, self._stop)
+        _play_paced(blocks, self.rate * self.speed, self.queue, self._stop)
 
     def read(self, timeout: float = 0.1) -> Optional[np.ndarray]:
         if self.realtime:
@@ -144,8 +145,9 @@ def _split(x: np.ndarray, block: int) -> list:
     return [x[i:i + block] for i in range(0, x.shape[0], block)]
 
 
-def _play_paced(blocks, rate: int, q: ChunkQueue, stop: threading.Event) -> None:
-    """Put each block into `q` at the wall-clock time its last sample would be recorded."""
+def _play_paced(blocks, rate: float, q: ChunkQueue, stop: threading.Event) -> None:
+    """Put each block into `q` at the wall-clock time its last sample would be recorded at
+    `rate` samples per second."""
     t0, n = time.monotonic(), 0
     for b in blocks:
         n += b.shape[0]
@@ -159,7 +161,8 @@ def _play_paced(blocks, rate: int, q: ChunkQueue, stop: threading.Event) -> None
 class FileSource(ArraySource):
     """A sound file played as a live stream (real-time pace) or as fast as possible (--fast)."""
 
-    def __init__(self, path: str, block: int = 1024, realtime: bool = True, queue_size: int = 32):
+    def __init__(self, path: str, block: int = 1024, realtime: bool = True, queue_size: int = 32,
+                 speed: float = 1.0):
         import soundfile as sf
         try:
             data, rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -168,7 +171,7 @@ class FileSource(ArraySource):
                             f"file readable by libsndfile (wav, flac, ogg, mp3)")
         if data.shape[0] == 0:
             raise UserError(f"--input {path}: empty audio; expected at least one sample")
-        super().__init__(data, rate, block=block, realtime=realtime, queue_size=queue_size)
+        super().__init__(data, rate, block=block, realtime=realtime, queue_size=queue_size, speed=speed)
 
 
 class StdinSource(_QueuedSource):
@@ -196,11 +199,16 @@ class StdinSource(_QueuedSource):
         self._thread.start()
 
     def _reader(self) -> None:
+        self._pump(self._stream)
+        self.queue.end()
+
+    def _pump(self, stream) -> None:
+        """Read PCM from the binary `stream` into the queue until it ends."""
         dtype = PCM_FORMATS[self.fmt]
         frame_bytes = dtype.itemsize * self.channels
         rest = b""
         while True:
-            data = self._stream.read(self.block * frame_bytes)
+            data = stream.read(self.block * frame_bytes)
             if not data:
                 break
             data = rest + data
@@ -208,7 +216,6 @@ class StdinSource(_QueuedSource):
             rest = data[usable:]
             x = np.frombuffer(data[:usable], dtype=dtype).astype(np.float32) * np.float32(_PCM_SCALE[self.fmt])
             self.queue.put(to_mono(x.reshape(-1, self.channels)))
-        self.queue.end()
 
     def stop(self) -> None:
         pass   # the daemon reader ends with stdin; a blocked read() cannot be interrupted

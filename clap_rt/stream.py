@@ -247,7 +247,11 @@ class ClapStream:
 
     def score_mel(self, mel: np.ndarray) -> np.ndarray:
         """(B, n_mels, W) dB frames -> (B, L) open-set label probabilities."""
-        audio = self.clap.embed_mel(mel)                       # (B, D)
+        return self.score_embeddings(self.clap.embed_mel(mel))
+
+    def score_embeddings(self, audio: np.ndarray) -> np.ndarray:
+        """(B, D) unit-norm audio embeddings of windows -> (B, L) open-set label probabilities
+        (a service embeds the windows of many streams in one engine call)."""
         sims = np.concatenate([self._scorer(audio), audio @ self._background.T], axis=1)   # (B, L + B_bg)
         return open_set_scores(sims, self.clap.logit_scale, len(self.labels))
 
