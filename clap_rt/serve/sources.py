@@ -1,0 +1,84 @@
+"""A stream's audio source from its config: the runtime's sources, and ffmpeg for URLs.
+
+`FfmpegSource` runs `ffmpeg -i URL` as a subprocess that writes raw PCM to a pipe; when
+ffmpeg exits (the camera rebooted, the network dropped) it is started again after a backoff
+that doubles up to `backoff_max` s and starts over once a run lasted `STABLE_RUN` s.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable
+
+from ..errors import UserError
+from ..sources import FileSource, MicrophoneSource, StdinSource
+
+CHUNK_QUEUE = 128            # audio chunks (1024 samples) held between a source and the scheduler
+STABLE_RUN = 10.0            # s: an ffmpeg run this long resets the restart backoff
+
+
+def open_stream_source(s, ffmpeg: str = "ffmpeg"):
+    """A `StreamConfig` -> a started-later source (`start`, `read`, `ended`, `stop`, counters)."""
+    if s.input == "file":
+        return FileSource(s.target, realtime=True, queue_size=CHUNK_QUEUE, speed=s.speed)
+    if s.input == "stdin":
+        return StdinSource(s.rate, s.channels, s.format, live=True, queue_size=CHUNK_QUEUE)
+    if s.input == "device":
+        return MicrophoneSource(s.target, rate=s.rate, channels=s.channels, queue_size=CHUNK_QUEUE)
+    return FfmpegSource(s.target, s.rate, ffmpeg=ffmpeg)
+
+
+class FfmpegSource(StdinSource):
+    """Audio that ffmpeg reads from `url` (RTSP, HTTP, a file...), as mono s16le at `rate`.
+
+    Never ends by itself: a dead ffmpeg is restarted (counted in `restarts`) until `stop()`.
+    """
+
+    def __init__(self, url: str, rate: int, ffmpeg: str = "ffmpeg", backoff: float = 0.5,
+                 backoff_max: float = 30.0, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)):
+        exe = shutil.which(ffmpeg)
+        if exe is None:
+            raise UserError(f"url {url}: network audio needs ffmpeg on the PATH (apt install ffmpeg)")
+        super().__init__(rate, 1, "s16le", live=True, queue_size=CHUNK_QUEUE)
+        self.url, self.exe, self.backoff, self.backoff_max, self.log = url, exe, backoff, backoff_max, log
+        self.restarts = 0
+        self._proc = None
+        self._stopping = threading.Event()
+
+    def command(self) -> list:
+        return [self.exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", self.url,
+                "-vn", "-ac", "1", "-ar", str(self.rate), "-f", "s16le", "-"]
+
+    def _reader(self) -> None:
+        delay = self.backoff
+        while not self._stopping.is_set():
+            t0 = time.monotonic()
+            try:
+                self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                              stderr=subprocess.DEVNULL)
+            except OSError as e:
+                self.log(f"clap-rt serve: cannot start ffmpeg for {self.url}: {e}")
+            else:
+                self._pump(self._proc.stdout)
+                code = self._proc.wait()
+                if self._stopping.is_set():
+                    break
+                self.log(f"clap-rt serve: ffmpeg for {self.url} exited with status {code}; "
+                         f"restarting in {delay:.1f} s")
+            if time.monotonic() - t0 >= STABLE_RUN:
+                delay = self.backoff
+            self.restarts += 1
+            if self._stopping.wait(delay):
+                break
+            delay = min(delay * 2, self.backoff_max)
+        self.queue.end()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
