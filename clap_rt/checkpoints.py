@@ -126,19 +126,41 @@ def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
     """A model folder's (config, meta) without its weights; a missing or foreign folder is a
     one-line UserError."""
     path = Path(path)
-    doc = read_json_file(path / CONFIG_FILE,
-                         f"{path}: not a clap_rt model folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
-    if doc.get("format") != FORMAT:
-        raise UserError(f"{path / CONFIG_FILE}: expected format {FORMAT!r}, found {doc.get('format')!r}")
-    cfg = ModelConfig.from_dict(doc["model"])
+    from .zeroshot import check_template
+    path = Path(path)
+    where = path / CONFIG_FILE
+    doc = read_json_file(where, f"{path}: not a clap_rt model folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise UserError(f"{where}: expected format {FORMAT!r}, found {found!r}")
+    if "model" not in doc:
+        raise UserError(f"{where}: model: missing; expected the model's configuration")
+    try:
+        cfg = ModelConfig.from_dict(doc["model"])
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{where}: {e}")
     if cfg.short_clips not in SHORT_CLIPS:
-        raise UserError(f"{path / CONFIG_FILE}: short_clips: expected one of {', '.join(SHORT_CLIPS)}, "
+        raise UserError(f"{where}: short_clips: expected one of {', '.join(SHORT_CLIPS)}, "
                         f"found {cfg.short_clips!r}")
+    if not isinstance(cfg.prompt_template, str) or not all(isinstance(t, str) for t in cfg.prompt_ensemble):
+        raise UserError(f"{where}: prompt_template, prompt_ensemble: expected strings")
     for t in (cfg.prompt_template, *cfg.prompt_ensemble):
-        if "{}" not in t:
-            raise UserError(f"{path / CONFIG_FILE}: prompt templates: expected a '{{}}' placeholder "
-                            f"for the label, found {t!r}")
+        check_template(t, f"{where}: prompt templates")
     return cfg, doc.get("meta", {})
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A .safetensors file -> {name: tensor}; a missing, cut short or damaged file is a one-line
+    UserError naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; expected the model's weights")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]}); "
+                        f"the file may be truncated or damaged")
 
 
 def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -162,16 +184,27 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
 
 def load_model(path: str | os.PathLike | None = None) -> tuple[CLAP, TextTokenizer]:
     """Load a clap_rt model folder (None: the bundled default model) in eval mode."""
-    from safetensors.torch import load_file
     path = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if not path.is_dir():
         raise UserError(f"{path}: model folder not found")
     cfg, _ = read_config(path)
-    model = CLAP(cfg)
-    state = pretrained_text_state(cfg)
-    state.update(load_file(str(path / WEIGHTS_FILE)))
-    load_state_strict(model, state, str(path / WEIGHTS_FILE))
+    try:
+        model = CLAP(cfg)
+        state = pretrained_text_state(cfg)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:
+        # config.json holds a value of the right name but an unusable kind or size
+        raise UserError(f"{path / CONFIG_FILE}: cannot build the model from this configuration "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    state.update(read_safetensors(path / WEIGHTS_FILE))
+    try:
+        load_state_strict(model, state, str(path / WEIGHTS_FILE))
+    except ValueError as e:
+        raise UserError(f"{e}; expected the tensors of the configuration in {CONFIG_FILE}")
     tok_dir = path if (path / "tokenizer.json").exists() else pretrained_tokenizer_dir(cfg)
     if tok_dir is None:
         raise UserError(f"{path}: no tokenizer.json in the model folder")
-    return model.eval(), TextTokenizer.from_dir(tok_dir, cfg.text)
+    try:
+        tokenizer = TextTokenizer.from_dir(tok_dir, cfg.text)
+    except Exception as e:        # the tokenizers library reports a damaged file as a bare Exception
+        raise UserError(f"{tok_dir / 'tokenizer.json'}: not a readable tokenizer ({str(e).splitlines()[0]})")
+    return model.eval(), tokenizer

@@ -177,17 +177,20 @@ class ModelConfig:
         return _from_dict(cls, d)
 
 
-def _from_dict(cls, d: dict):
-    """Rebuild nested dataclasses from a plain dict; unknown keys are an error."""
+def _from_dict(cls, d: dict, where: str = "model"):
+    """Rebuild nested dataclasses from a plain dict; an unknown key, or a dict where a section is
+    expected that is not one, is a ValueError naming its path ("model.audio.bogus")."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected an object of {cls.__name__} fields, got {type(d).__name__}")
     names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(d) - set(names)
+    unknown = sorted(set(d) - set(names))
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+        raise ValueError(f"{where}.{unknown[0]}: unknown config key" + (f" (and {unknown[1:]})" if unknown[1:] else ""))
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
         default = getattr(cls(), key) if names[key].default is dataclasses.MISSING else names[key].default
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
-            value = _from_dict(type(default), value)
+        if dataclasses.is_dataclass(default):
+            value = _from_dict(type(default), value, f"{where}.{key}")
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value

@@ -14,6 +14,8 @@ windows within SOUND_WINDOW_DB of the loudest, not the silence or the faded tail
 """
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 import numpy as np
 
 POOLINGS = ("loudest", "mean")
@@ -41,7 +43,32 @@ def selected_windows(mel_db: np.ndarray, pooling: str = "loudest") -> np.ndarray
 def pool_windows(window_emb: np.ndarray, mel_db: np.ndarray, pooling: str = "loudest") -> np.ndarray:
     """(W, D) unit-norm window embeddings of one clip and its (W, n_mels, T) dB windows ->
     (D,) unit-norm clip embedding: the re-normalised mean of the `selected_windows`."""
-    e = window_emb[selected_windows(mel_db, pooling)].mean(axis=0)
+    return _unit(window_emb[selected_windows(mel_db, pooling)].mean(axis=0))
+
+
+def pool_batches(mel_batches: Iterable[np.ndarray], embed: Callable[[np.ndarray], np.ndarray],
+                 pooling: str = "loudest") -> np.ndarray:
+    """(B, n_mels, T) dB window batches of one clip, in order, and `embed` ((B, n_mels, T) ->
+    (B, D) unit-norm) -> (D,) unit-norm clip embedding, that of `pool_windows` over all the
+    windows, holding one batch at a time: a file of any length in bounded memory."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: expected one of {', '.join(POOLINGS)}, got {pooling!r}")
+    loudest, loudest_power, total = None, -np.inf, None
+    for mel in mel_batches:
+        if pooling == "loudest":         # the first window of the highest power, as np.argmax
+            power = window_power(mel)
+            i = int(np.argmax(power))
+            if power[i] > loudest_power:
+                loudest, loudest_power = mel[i:i + 1].copy(), power[i]
+        else:
+            e = embed(mel).sum(axis=0)
+            total = e if total is None else total + e
+    if pooling == "loudest":
+        total = embed(loudest)[0]
+    return _unit(total)
+
+
+def _unit(e: np.ndarray) -> np.ndarray:
     return (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
 
-from .audio import fit_windows, load_audio, resample, to_mono
+from .audio import iter_windows, load_audio, read_blocks, resample, to_mono
 from .errors import UserError
 from .labelset import LabelSet
-from .pooling import pool_windows, selected_windows
+from .pooling import pool_batches
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
 
@@ -53,6 +53,18 @@ def prompt_templates(config, template: str | None = None) -> tuple[str, ...]:
     return (template,) if template else (config.prompt_template, *config.prompt_ensemble)
 
 
+def check_template(template: str, source: str) -> None:
+    """A prompt template must hold one '{}' for the label and no other field str.format would
+    fill ("{x}", "{0}", an unmatched brace; "{{" is a brace); else a UserError naming `source`."""
+    try:
+        ok = "{}" in template and bool(template.format("label"))
+    except (KeyError, IndexError, ValueError):
+        ok = False
+    if not ok:
+        raise UserError(f"{source}: expected a '{{}}' placeholder for the label and no other field, "
+                        f"got {template!r}")
+
+
 def template_mean_embeddings(embed_text, labels: Sequence[str], templates: Sequence[str]) -> np.ndarray:
     """(L, dim) unit-norm label embeddings: per label, the renormalised mean over `templates` of
     `embed_text` ((N texts) -> (N, dim) unit-norm) of `template.format(label)`."""
@@ -60,12 +72,35 @@ def template_mean_embeddings(embed_text, labels: Sequence[str], templates: Seque
     emb = emb.reshape(len(templates), len(labels), -1).mean(axis=0)              # (L, dim)
     return emb / np.linalg.norm(emb, axis=1, keepdims=True)
 
+# Windows cut, turned into log-mel frames and encoded together (a file's memory is about this
+# many windows, whatever its length).
+WINDOW_BATCH = 16
+
+
+def _batches(items: Iterable, n: int) -> Iterator[list]:
+    batch: list = []
+    for x in items:
+        batch.append(x)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def item_name(item: AudioInput) -> str:
+    """How results and errors name an input: its path, or "<array>"."""
+    return "<array>" if isinstance(item, np.ndarray) else str(item)
+
+
 class Clap:
     """A loaded model + an audio engine + cached label embeddings."""
 
     def __init__(self, model, tokenizer, backend: str = "auto", threads: int | None = None,
                  compile: bool = False):
         from .engine import create_engine
+        if threads is not None and threads < 1:
+            raise UserError(f"--threads: expected an integer >= 1, got {threads}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = model.config
@@ -106,12 +141,12 @@ class Clap:
         """(B, n_mels, T) dB frames -> (B, dim) unit-norm embeddings."""
         return self.engine.embed(mel_db)
 
-    def embed_windows(self, windows: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    def embed_windows(self, windows: np.ndarray, batch_size: int = WINDOW_BATCH) -> np.ndarray:
         """(W, clip_samples) float32 audio at the model rate -> (W, dim) unit-norm embeddings."""
         from .frontend import log_mel
         return self.embed_mel_batches(log_mel(windows, self.frontend), batch_size)
 
-    def embed_mel_batches(self, mel_db: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    def embed_mel_batches(self, mel_db: np.ndarray, batch_size: int = WINDOW_BATCH) -> np.ndarray:
         """(W, n_mels, T) dB frames, any W >= 0 -> (W, dim) unit-norm embeddings, `batch_size`
         windows per engine call."""
         out = [self.embed_mel(mel_db[i:i + batch_size]) for i in range(0, len(mel_db), batch_size)]
@@ -125,22 +160,32 @@ class Clap:
             return resample(to_mono(item), sample_rate, self.sample_rate)
         return load_audio(item, self.sample_rate)
 
+    def windows(self, item: AudioInput, sample_rate: int | None = None) -> Iterator[np.ndarray]:
+        """A path or an array -> its (clip_samples,) model windows (`audio.fit_windows`) one at a
+        time; a file is decoded block by block (`audio.read_blocks`), never held whole."""
+        blocks = [self.read(item, sample_rate)] if isinstance(item, np.ndarray) else read_blocks(item, self.sample_rate)
+        return iter_windows(blocks, self.frontend.clip_samples, short=self.config.short_clips)
+
     def embed_audio(self, items: Sequence[AudioInput], sample_rate: int | None = None,
                     pooling: str = "loudest") -> np.ndarray:
         """Paths or arrays -> (N, dim) unit-norm embeddings.
 
         Each item is cut into fixed windows of the model length (`audio.fit_windows`), whose
-        embeddings are pooled into one (`pooling.pool_windows`: the loudest window, or the mean).
+        embeddings are pooled into one (`pooling.pool_windows`: the loudest window, or the mean);
+        only the windows that pooling needs are encoded, and a file of any length takes the
+        memory of a few windows. A non-finite embedding is a UserError naming the item.
         """
         from .frontend import log_mel
         if isinstance(items, (str, os.PathLike, np.ndarray)):
             items = [items]
         out = []
         for item in items:
-            wins = fit_windows(self.read(item, sample_rate), self.frontend.clip_samples, short=self.config.short_clips)
-            mel = log_mel(wins, self.frontend)
-            mel = mel[selected_windows(mel, pooling)]      # only these windows need the encoder
-            out.append(pool_windows(self.embed_mel_batches(mel), mel, "mean"))
+            mels = (log_mel(np.stack(b), self.frontend) for b in _batches(self.windows(item, sample_rate), WINDOW_BATCH))
+            e = pool_batches(mels, self.embed_mel_batches, pooling)
+            if not np.isfinite(e).all():
+                raise UserError(f"{item_name(item)}: the model's embedding is not finite (NaN/Inf); expected "
+                                f"audio samples in [-1, 1]")
+            out.append(e)
         return np.stack(out).astype(np.float32)
 
     # --- text -------------------------------------------------------------------------
@@ -159,8 +204,8 @@ class Clap:
 
         Without `template`, the model's prompt template and its `prompt_ensemble` templates:
         each label's embedding is the renormalised mean over them."""
-        if template is not None and "{}" not in template:
-            raise UserError(f"--template: expected a '{{}}' placeholder for the label, got {template!r}")
+        if template is not None:
+            check_template(template, "--template")
         templates = prompt_templates(self.config, template)
         key = (tuple(labels), templates)
         if key not in self._label_cache:
@@ -192,8 +237,7 @@ class Clap:
         out = []
         for item, p in zip(items, probs):
             top = int(p.argmax())
-            name = str(item) if not isinstance(item, np.ndarray) else "<array>"
-            out.append(Classification(name, names[top], float(p[top]),
+            out.append(Classification(item_name(item), names[top], float(p[top]),
                                       {lab_: float(v) for lab_, v in zip(names, p)}))
         return out
 

@@ -126,7 +126,7 @@ def test_checkpoint_round_trip_and_strict_errors(tiny_model_dir, tmp_path):
     with pytest.raises(UserError) as e:
         load_model(out)
     assert str(e.value) == (f"{out / 'config.json'}: prompt templates: expected a '{{}}' placeholder "
-                            "for the label, found 'a dog'")
+                            "for the label and no other field, got 'a dog'")
     # Saved files get the permissions of any new file, not mkstemp's private 0600.
     umask = os.umask(0)
     os.umask(umask)
