@@ -10,7 +10,8 @@ import importlib
 
 from ..errors import run_program
 
-SUBCOMMANDS = ("classify", "enrol", "embed", "search", "info", "convert", "listen", "calibrate", "devices", "serve")
+SUBCOMMANDS = ("classify", "enrol", "embed", "search", "info", "convert", "listen", "calibrate", "devices", "serve",
+               "caption")
 
 
 def build_parser() -> argparse.ArgumentParser:
