@@ -11,8 +11,12 @@ The stream owns its state: a soxr streaming resampler (when the input rate diffe
 model's), a `StreamingLogMel`, and a frame buffer holding only the frames the next window
 still needs. Window k is frames [k*H, k*H + W) of the frame sequence of the whole signal
 (H = hop in frames, W = window in frames), so it equals slicing the offline `log_mel` of the
-same audio. `run_stream` is the loop between a source and the stream that keeps real time:
-when compute falls behind, whole windows are skipped and counted, never queued.
+same audio. With `incremental` (the default where the model's audio tower allows it), the
+tower keeps its activations along time between windows (`clap_rt.incremental`): a window costs
+the new columns and the window's edges, not a re-encoding, and the hop is rounded to the
+tower's time stride (`notice` says so). `run_stream` is the loop between a source and the
+stream that keeps real time: when compute falls behind, whole windows are skipped and
+counted, never queued.
 """
 from __future__ import annotations
 
@@ -62,6 +66,7 @@ class Window:
     end: float
     hop: float            # seconds of new audio since the previous window
     mel: np.ndarray       # (n_mels, W) float32 dB
+    frame: Optional[int] = None   # stream frame of mel[:, 0]; None: a short stream's filled window
 
 
 @dataclass
@@ -89,11 +94,15 @@ class ClapStream:
     background: prompts the labels compete with (open set).
     input_rate: Hz of the audio given to `accept_waveform`.
     hop / window: seconds between windows / window length (None: the model's).
+    incremental: keep the audio tower's activations between windows (None: where the tower
+    supports it, see `clap_rt.incremental.stream_support`); the hop is then a multiple of
+    the tower's time stride and `notice` holds one line saying how a requested hop was rounded.
     """
 
     def __init__(self, clap, labels: Sequence[str] | LabelSet, input_rate: int, hop: float = 0.5,
                  window: Optional[float] = None, background: Sequence[str] = DEFAULT_BACKGROUND,
-                 template: Optional[str] = None, frontend_backend: str = "auto"):
+                 template: Optional[str] = None, frontend_backend: str = "auto",
+                 incremental: Optional[bool] = None):
         self.clap = clap
         self.fe: FrontendConfig = clap.frontend
         self.short_clips = clap.config.short_clips
@@ -104,6 +113,8 @@ class ClapStream:
             raise UserError(f"--rate: expected a sample rate in Hz > 0, got {input_rate}")
         self.input_rate = int(input_rate)
         self.window_frames, self.hop_frames = window_geometry(self.fe, hop, window)
+        self.notice: Optional[str] = None
+        self._tower = self._incremental_tower(incremental, hop)
         self.hop_seconds = self.hop_frames * self.fe.hop_length / self.fe.sample_rate
         # Label scores (text and enrolled) and the background prompts' (B, D); made once.
         self._scorer = self.label_set.scorer(clap, template)
@@ -111,6 +122,37 @@ class ClapStream:
                             else np.zeros((0, self._scorer.matrix.shape[1]), np.float32))
         self._frontend = StreamingLogMel(self.fe, backend=frontend_backend)
         self.reset()
+
+    def _incremental_tower(self, incremental: Optional[bool], hop: float):
+        """The tower's streaming state, an `IncrementalTower` (None: re-encode every window);
+        rounds the hop for it."""
+        if incremental is False:
+            return None
+        from .incremental import IncrementalTower, aligned_hop_frames, stream_support   # torch
+        reason = stream_support(self.clap)
+        if reason is not None:
+            if incremental:
+                raise UserError(f"incremental encoding: {reason}")
+            return None
+        tower = IncrementalTower(self.clap.model, self.window_frames)
+        h = aligned_hop_frames(self.hop_frames, tower.stride, self.window_frames)
+        if h > self.window_frames:
+            if incremental:
+                raise UserError(f"incremental encoding: the window ({self.window_frames} frames) is shorter "
+                                f"than the audio tower's time stride ({tower.stride} frames)")
+            return None
+        if h != self.hop_frames:
+            sec = self.fe.hop_length / self.fe.sample_rate
+            self.notice = (f"hop {hop} s rounded to {h * sec:.3f} s ({h} frames): incremental encoding needs a "
+                           f"multiple of the audio tower's time stride ({tower.stride} frames, "
+                           f"{tower.stride * sec:.3f} s)")
+            self.hop_frames = h
+        return tower
+
+    @property
+    def incremental(self) -> bool:
+        """Whether windows are encoded incrementally (else each is re-encoded)."""
+        return self._tower is not None
 
     def reset(self) -> None:
         """Forget all audio: a new stream starts at time 0."""
@@ -123,6 +165,8 @@ class ClapStream:
             self._resampler = soxr.ResampleStream(self.input_rate, self.fe.sample_rate, 1,
                                                   dtype="float32", quality="HQ")
         self._frontend.reset()
+        if self._tower is not None:
+            self._tower.reset()
         self._frames = np.zeros((self.fe.n_mels, 0), np.float32)  # frames [_first, _first + k)
         self._first = 0            # index of the oldest buffered frame
         self._next = 0             # index of the next window
@@ -224,7 +268,8 @@ class ClapStream:
         self._next += 1
         sec = fe.hop_length / fe.sample_rate
         last = min(f0 + W, self._frames_total) - 1
-        win = Window(self._next - 1, f0 * sec, last * sec, new_frames * sec, np.ascontiguousarray(mel))
+        win = Window(self._next - 1, f0 * sec, last * sec, new_frames * sec, np.ascontiguousarray(mel),
+                     f0 if self._frames_total >= W else None)
         self._trim()
         return win
 
@@ -255,9 +300,16 @@ class ClapStream:
         sims = np.concatenate([self._scorer(audio), audio @ self._background.T], axis=1)   # (B, L + B_bg)
         return open_set_scores(sims, self.clap.logit_scale, len(self.labels))
 
+    def embed_window(self, window: Window) -> np.ndarray:
+        """One window from `pop_window` -> its (D,) unit-norm embedding (incrementally when
+        the stream is)."""
+        if self._tower is not None and window.frame is not None:
+            return self._tower.embed(window.mel, window.frame)
+        return self.clap.embed_mel(window.mel[None])[0]
+
     def score(self, window: Window) -> ScoredWindow:
         """One window from `pop_window` -> its (L,) label scores, with its times."""
-        scores = self.score_mel(window.mel[None])[0]
+        scores = self.score_embeddings(self.embed_window(window)[None])[0]
         return ScoredWindow(window.index, window.start, window.end, window.hop, scores)
 
 

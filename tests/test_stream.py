@@ -76,16 +76,20 @@ def stream_all(stream, audio, chunks):
     return out, mels
 
 
+@pytest.mark.parametrize("incremental", [False, True])
 @pytest.mark.parametrize("hop_s,window_s", [(0.25, None), (0.5, 0.6)])
-def test_streaming_scores_equal_offline_windows(tiny_clap, hop_s, window_s):
+def test_streaming_scores_equal_offline_windows(tiny_clap, hop_s, window_s, incremental):
     audio = soundscape([(1000.0, 0.7, 1.4), (3000.0, 2.0, 2.6)], 3.37)
     rng = np.random.default_rng(1)
     chunks = list(rng.integers(1, 2500, 200))
     chunks = chunks[:int(np.searchsorted(np.cumsum(chunks), audio.shape[0]))] + [audio.shape[0]]
     chunks[-1] = audio.shape[0] - sum(chunks[:-1])
-    stream = ClapStream(tiny_clap, LABELS, FE.sample_rate, hop=hop_s, window=window_s, background=BACKGROUND)
+    stream = ClapStream(tiny_clap, LABELS, FE.sample_rate, hop=hop_s, window=window_s, background=BACKGROUND,
+                        incremental=incremental)
+    assert stream.incremental == incremental
     got, mels = stream_all(stream, audio, chunks)
-    starts, ref, ref_mels = offline_scores(tiny_clap, audio, hop_s, window_s)
+    # the incremental tower rounds the hop to its time stride (8 frames: 0.25 s -> 0.24 s)
+    starts, ref, ref_mels = offline_scores(tiny_clap, audio, stream.hop_seconds, window_s)
     assert len(got) == len(ref), f"{len(got)} streamed windows vs {len(ref)} offline"
     np.testing.assert_allclose([w.start for w in got], starts, atol=1e-9)
     mel_diff = max(float(np.abs(m - r).max()) for m, r in zip(mels, ref_mels))
@@ -101,7 +105,7 @@ def test_resampled_input_matches_offline_resampling(tiny_clap):
     audio44 = soundscape([(1000.0, 0.5, 1.5)], 2.5, rate=44100)
     stream = ClapStream(tiny_clap, LABELS, 44100, hop=0.5, background=BACKGROUND)
     got, mels = stream_all(stream, audio44, [4410] * 25)
-    _, ref, ref_mels = offline_scores(tiny_clap, soxr.resample(audio44, 44100, 16000, quality="HQ"), 0.5)
+    _, ref, ref_mels = offline_scores(tiny_clap, soxr.resample(audio44, 44100, 16000, quality="HQ"), stream.hop_seconds)
     assert len(got) == len(ref), f"{len(got)} streamed windows vs {len(ref)} offline"
     # soxr's streaming and one-shot paths differ in float rounding only.
     mel_diff = max(float(np.abs(m - r)[:, 2:-2].max()) for m, r in zip(mels, ref_mels))

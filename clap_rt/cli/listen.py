@@ -98,6 +98,8 @@ def run(args) -> int:
                          channels=args.channels, fmt=args.format, queue_size=args.queue_size)
     stream = ClapStream(clap, labels, source.rate, hop=args.hop, window=args.window,
                         background=background_prompts(args, thresholds), template=args.template or thresholds.template)
+    if stream.notice:
+        print(f"clap-rt listen: {stream.notice}", file=sys.stderr)
     pairs = [thresholds.pair(label) for label in names]
     use_view = sys.stdout.isatty() and not args.json and not args.no_view
     view = LiveView(names, pairs) if use_view else None

@@ -66,7 +66,8 @@ class Service:
             source = open_source(s)
             stream = ClapStream(self.clap, labels, source.rate, hop=s.hop, window=s.window,
                                 background=s.background or list(th.background or DEFAULT_BACKGROUND),
-                                template=s.template or th.template)
+                                template=s.template or th.template,
+                                incremental=False)   # the scheduler embeds all streams' windows in one call
         except UserError as e:
             msg = str(e)
             raise UserError(msg if msg.startswith(self.cfg.path) else f"{where}: {msg}")

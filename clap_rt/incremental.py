@@ -1,0 +1,269 @@
+"""Incremental audio tower for streaming: each hop computes the new time columns, not the window.
+
+A stream scores window k = frames [k*H, k*H + W). Re-encoding it runs the whole CNN on W
+frames, though most of them were in the previous window. `IncrementalTower` keeps, per stage
+of the CNN, the activations of the *stream* (the tower run along the whole signal, zero padded
+only where the stream starts) and assembles each window from them:
+
+- Stages. `SfxCNN` is a chain of time-local stages: 3x3 conv + BatchNorm (eval: a per-channel
+  affine map) + ReLU, which reads columns t-1..t+1, and 2x2 max-pool (floor), which reads
+  columns 2t, 2t+1. The frequency axis is always whole; only time is cut. `prepare` is per
+  bin (no per-window normalisation when `level_ref_db` is None).
+- Time stride. After the pools a column of stage l covers `2**pools` frames (8 for the
+  bundled model: 0.186 s); a window start that is a multiple of it puts the window's pooling
+  grid on the stream's, so hops are multiples of the stride (`aligned_hop_frames`).
+- Edges, exactly. Re-encoding zero-pads each window at both ends of time. A column whose
+  inputs reach that padding differs from the stream's column (measured on the demo: using the
+  stream's columns everywhere gives cosines of 0.61-0.89 to re-encoding, so this is not a
+  rounding matter). Per stage, the columns within `left` of the window's start and from
+  `right` on are "edge bands": they are recomputed for every window from the previous stage's
+  window values, padded as re-encoding pads; the columns between are the stream's, computed
+  once. The result equals re-encoding up to float32 summation order (tests: cosine >= 1 - 1e-6).
+- Cost. The bands widen with depth (bundled model, per side: 1-2 columns in block 1, 4 of the
+  10 columns of block 4), so at a 24-frame hop (0.557 s) a window costs about 0.6 of a
+  re-encoding (`macs` counts it); the stream's new columns are the smaller part.
+- Skipped windows. A window whose frames do not follow the previous one's (skipped windows,
+  a new stream) starts the stream's columns afresh at its first frame: zero padding there is
+  the window's own, and no later window's interior reaches it, so this too is exact.
+
+The state (`IncrementalTower`) belongs to one stream and is reset with it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import SfxCNN
+
+
+# Engines whose model stays on the CPU in eager PyTorch, where the incremental tower runs too.
+CPU_ENGINES = ("torch", "onnx")
+
+
+def incremental_support(model) -> Optional[str]:
+    """None when `model` (a `clap_rt.model.CLAP`) has an audio tower `IncrementalTower` can
+    run, else the reason it cannot (one phrase)."""
+    tower = getattr(model, "audio", None)
+    if not isinstance(tower, SfxCNN):
+        if tower is None:
+            return "the model has no PyTorch audio tower"
+        return f"the {type(tower).__name__} audio tower is re-encoded every window (only the CNN tower is incremental)"
+    if tower.level_ref_db is not None:
+        return "audio.sfx_cnn.level_ref_db normalises each window by its own peak, so windows are re-encoded"
+    return None
+
+
+def stream_support(clap) -> Optional[str]:
+    """`incremental_support` for a loaded `Clap`, which must also run on a CPU engine (on a GPU
+    re-encoding a window takes a fraction of a millisecond)."""
+    engine = getattr(getattr(clap, "engine", None), "name", None)
+    if engine is not None and engine not in CPU_ENGINES:
+        return f"the {engine} engine re-encodes every window on the GPU"
+    return incremental_support(getattr(clap, "model", None))
+
+
+def time_stride(tower: SfxCNN) -> int:
+    """Frames per column of the tower's last stage (2 ** number of time pools)."""
+    return 2 ** sum(block.pool > 1 for block in tower.blocks)
+
+
+def aligned_hop_frames(hop_frames: int, stride: int, window_frames: int) -> int:
+    """The multiple of `stride` nearest `hop_frames` (at least one stride, at most the window)."""
+    h = stride * max(1, int(round(hop_frames / stride)))
+    while h > window_frames and h > stride:
+        h -= stride
+    return h
+
+
+@dataclass(frozen=True)
+class _Stage:
+    conv: Optional[torch.nn.Conv2d]     # None: a 2x2 max-pool
+    bn: Optional[torch.nn.BatchNorm2d]
+
+
+@dataclass(frozen=True)
+class _Bands:
+    """One stage's columns in a window: n in all; [0, left) and [right, n) are edge bands
+    recomputed per window, [left, right) are the stream's (empty when left == right == n)."""
+    n: int
+    left: int
+    right: int
+
+
+def _stages(tower: SfxCNN) -> list[_Stage]:
+    out = []
+    for block in tower.blocks:
+        out += [_Stage(block.conv1, block.bn1), _Stage(block.conv2, block.bn2)]
+        if block.pool > 1:
+            if block.pool != 2:
+                raise ValueError(f"incremental tower: expected 2x2 pooling, got {block.pool}")
+            out.append(_Stage(None, None))
+    return out
+
+
+def _window_bands(stages: list[_Stage], window_frames: int) -> list[_Bands]:
+    """Per stage (stage 0: the prepared frames) where a window's columns differ from the stream's."""
+    bands = [_Bands(window_frames, 0, window_frames)]
+    for st in stages:
+        b = bands[-1]
+        if st.conv is not None:         # reads t-1, t, t+1: one more column on each side
+            n, lo, hi = b.n, b.left + 1, b.right - 1
+        else:                           # reads 2t, 2t+1; floor drops an odd last column
+            n, lo, hi = b.n // 2, -(-b.left // 2), b.right // 2
+        bands.append(_Bands(n, lo, hi) if lo < hi else _Bands(n, n, n))
+    return bands
+
+
+class IncrementalTower:
+    """The streaming state of one `SfxCNN` tower for windows of `window_frames`.
+
+    model: a `clap_rt.model.CLAP` whose tower passes `incremental_support` (eval mode, CPU).
+    `embed(mel, first_frame)` gives the window's unit-norm joint embedding, equal to
+    `model.encode_audio` of the same frames. `first_frame` is the window's first frame in the
+    stream; windows must start on multiples of the tower's stride from the first one.
+    `macs` holds the multiply-accumulates of the last `embed` (convolutions only),
+    `window_macs` those of re-encoding one window.
+    """
+
+    def __init__(self, model, window_frames: int):
+        reason = incremental_support(model)
+        if reason is not None:
+            raise ValueError(f"incremental tower: {reason}")
+        self.model = model.eval()
+        self.tower: SfxCNN = model.audio
+        self.window_frames = int(window_frames)
+        self.stride = time_stride(self.tower)
+        self._stages = _stages(self.tower)
+        self._bands = _window_bands(self._stages, self.window_frames)
+        self._scale = [1]                       # frames per column at each stage
+        for st in self._stages:
+            self._scale.append(self._scale[-1] * (1 if st.conv is not None else 2))
+        self.window_macs = self._count_window_macs()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next window starts the columns afresh."""
+        self._origin: Optional[int] = None      # stream frame of column 0 at every stage
+        self._cols: list[Optional[torch.Tensor]] = [None] * (len(self._stages) + 1)   # (1, C, t, F)
+        self._start = [0] * (len(self._stages) + 1)     # column index of _cols[l][:, :, 0]
+        self._done = [0] * (len(self._stages) + 1)      # columns computed so far per stage
+        self.macs = 0
+
+    # --- one stage on a slice of columns --------------------------------------------------
+
+    def _apply(self, st: _Stage, x: torch.Tensor, pad_left: bool, pad_right: bool) -> torch.Tensor:
+        """(1, C, t, F) columns -> the stage's output columns that read only x and the padding
+        asked for (conv: t - 2 + pads; pool: t // 2)."""
+        if st.conv is None:
+            return F.max_pool2d(x, 2)
+        x = F.pad(x, (0, 0, int(pad_left), int(pad_right)))            # zeros in time only
+        y = F.conv2d(x, st.conv.weight, padding=(0, 1))                # frequency padded as in the tower
+        self.macs += st.conv.weight[0].numel() * y.shape[1] * y.shape[2] * y.shape[3]
+        return F.relu(st.bn(y))
+
+    # --- the stream's columns ---------------------------------------------------------------
+
+    def _stream_cols(self, l: int, lo: int, hi: int) -> torch.Tensor:
+        return self._cols[l][:, :, lo - self._start[l]:hi - self._start[l]]
+
+    def _advance(self, frames: torch.Tensor) -> None:
+        """Append prepared frames (1, 1, k, F) to stage 0 and compute every stage's new columns."""
+        self._append(0, frames)
+        for l, st in enumerate(self._stages, start=1):
+            done, avail = self._done[l], self._done[l - 1]
+            if st.conv is not None:     # column c reads c-1..c+1; column -1 is the stream's zero padding
+                target = avail - 1
+                if target > done:
+                    lo = max(done - 1, 0)
+                    self._append(l, self._apply(st, self._stream_cols(l - 1, lo, target + 1), done == 0, False))
+            else:
+                target = avail // 2
+                if target > done:
+                    self._append(l, self._apply(st, self._stream_cols(l - 1, 2 * done, 2 * target), False, False))
+
+    def _append(self, l: int, cols: torch.Tensor) -> None:
+        self._cols[l] = cols if self._cols[l] is None else torch.cat([self._cols[l], cols], dim=2)
+        self._done[l] += cols.shape[2]
+
+    def _trim(self, next_first: int) -> None:
+        """Drop the columns neither the stream's next columns nor a window from `next_first` on read."""
+        for l in range(len(self._cols)):
+            keep = (next_first - self._origin) // self._scale[l] + self._bands[l].left
+            if l < len(self._stages):
+                nxt = self._stages[l]
+                keep = min(keep, self._done[l + 1] - 1 if nxt.conv is not None else 2 * self._done[l + 1])
+            drop = max(0, keep - self._start[l])
+            if drop and self._cols[l] is not None:
+                self._cols[l] = self._cols[l][:, :, drop:]
+                self._start[l] += drop
+
+    # --- one window -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def embed(self, mel: np.ndarray, first_frame: int) -> np.ndarray:
+        """mel: (n_mels, W) float32 dB frames of the window starting at stream frame
+        `first_frame` -> (D,) float32 unit-norm embedding."""
+        W = self.window_frames
+        if mel.shape[-1] != W:
+            raise ValueError(f"incremental tower: expected a window of {W} frames, got {mel.shape[-1]}")
+        self.macs = 0
+        x = self.tower.prepare(torch.from_numpy(np.ascontiguousarray(mel, np.float32))[None])   # (1, 1, W, F)
+        o = self._origin
+        end = None if o is None else o + self._done[0]                   # stream frames seen so far
+        if o is None or first_frame < o or (first_frame - o) % self.stride or not first_frame <= end <= first_frame + W:
+            self.reset()                # not the continuation of the last window: start afresh here
+            self._origin, end = first_frame, first_frame
+        self._advance(x[:, :, end - first_frame:])
+        feats = self._window_cols(first_frame)                            # (1, C, n_last, F')
+        e = self.model.audio_projection(self.tower.pool(feats))
+        self._trim(first_frame + self.stride)
+        return F.normalize(e, dim=-1)[0].float().numpy()
+
+    def _window_cols(self, first_frame: int) -> torch.Tensor:
+        """The window's columns at the last stage: edge bands recomputed, the rest the stream's."""
+        left = right = None             # the current stage's edge bands, (1, C, k, F)
+        for l, st in enumerate(self._stages, start=1):
+            b = self._bands[l]
+            n_in = self._bands[l - 1].n
+
+            def cols(lo: int, hi: int) -> torch.Tensor:
+                return self._local(l - 1, first_frame, left, right, lo, hi)
+
+            if st.conv is not None:
+                new_left = self._apply(st, cols(0, min(n_in, b.left + 1)), True, b.left + 1 > n_in)
+                new_right = (self._apply(st, cols(max(b.right - 1, 0), n_in), b.right == 0, True)
+                             if b.right < b.n else None)
+            else:
+                new_left = self._apply(st, cols(0, 2 * b.left), False, False)
+                new_right = self._apply(st, cols(2 * b.right, 2 * b.n), False, False) if b.right < b.n else None
+            left, right = new_left, new_right
+        last = len(self._stages)
+        return self._local(last, first_frame, left, right, 0, self._bands[last].n)
+
+    def _local(self, l: int, first_frame: int, left: Optional[torch.Tensor], right: Optional[torch.Tensor],
+               lo: int, hi: int) -> torch.Tensor:
+        """Window columns [lo, hi) of stage l: the edge bands `left` / `right` where the window
+        differs from the stream, the stream's columns between."""
+        b = self._bands[l]
+        a = (first_frame - self._origin) // self._scale[l]               # the window's column 0
+        parts = []
+        if lo < b.left:
+            parts.append(left[:, :, lo:min(hi, b.left)])
+        if max(lo, b.left) < min(hi, b.right):
+            parts.append(self._stream_cols(l, a + max(lo, b.left), a + min(hi, b.right)))
+        if hi > b.right:
+            parts.append(right[:, :, max(lo, b.right) - b.right:hi - b.right])
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+    def _count_window_macs(self) -> int:
+        macs, n, f = 0, self.window_frames, self.tower.band_offset_db.shape[0]
+        for st in self._stages:
+            if st.conv is None:
+                n, f = n // 2, f // 2
+            else:
+                macs += st.conv.weight[0].numel() * st.conv.out_channels * n * f
+        return macs

@@ -1,0 +1,156 @@
+"""The incremental audio tower against re-encoding each window with the whole tower."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import tiny_config
+from fakes import tone
+from clap_rt.errors import UserError
+from clap_rt.frontend import log_mel
+from clap_rt.incremental import IncrementalTower, aligned_hop_frames, incremental_support
+from clap_rt.model import CLAP
+
+DEMO = Path(__file__).resolve().parents[1] / "demo" / "soundscape.flac"
+
+
+def reencoded(model, mel: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model.encode_audio(torch.from_numpy(np.ascontiguousarray(mel)[None]))[0].numpy()
+
+
+def random_bn_model(seed: int = 0) -> CLAP:
+    """The tiny CLAP with BatchNorm statistics far from identity (eval mode)."""
+    torch.manual_seed(seed)
+    model = CLAP(tiny_config()).eval()
+    g = torch.Generator().manual_seed(seed)
+    for m in model.audio.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+    return model
+
+
+def stream_mel(seconds: float, fe, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fe.sample_rate)
+    x = 0.05 * rng.standard_normal(n).astype(np.float32)
+    x[n // 3: n // 3 + fe.sample_rate // 2] += tone(1000, 0.5, fe.sample_rate)[: fe.sample_rate // 2]
+    return log_mel(x, fe)                                          # (n_mels, T)
+
+
+def worst_cosine(model, tower: IncrementalTower, mel: np.ndarray, starts) -> float:
+    W = tower.window_frames
+    return min(float(reencoded(model, mel[:, f0:f0 + W]) @ tower.embed(mel[:, f0:f0 + W], f0)) for f0 in starts)
+
+
+@pytest.mark.parametrize("window_frames,hop", [(87, 24), (87, 8), (86, 16), (40, 8), (20, 16)])
+def test_windows_equal_reencoding(window_frames, hop):
+    # 87: the model's odd window (block 1's pool drops its last frame); 20: every stage's
+    # columns reach the padding, so each window is recomputed whole.
+    model = random_bn_model()
+    mel = stream_mel(8.0, model.config.frontend)
+    tower = IncrementalTower(model, window_frames)
+    starts = range(0, mel.shape[1] - window_frames + 1, hop)
+    cos = worst_cosine(model, tower, mel, starts)
+    assert cos >= 1 - 1e-6, f"W={window_frames} hop={hop}: min cosine {cos:.9f} to re-encoding"
+    if window_frames == 87 and hop == 24:
+        assert tower.macs < 0.6 * tower.window_macs, f"{tower.macs} MACs per hop, re-encoding {tower.window_macs}"
+
+
+def test_gaps_restarts_and_reset_stay_exact():
+    model = random_bn_model(1)
+    mel = stream_mel(8.0, model.config.frontend, seed=1)
+    tower = IncrementalTower(model, 87)
+    # consecutive, then two skipped windows, then a start off the stride grid, then back
+    starts = [0, 24, 48, 120, 144, 147, 171, 195, 96]
+    assert worst_cosine(model, tower, mel, starts) >= 1 - 1e-6
+    tower.reset()
+    assert worst_cosine(model, tower, mel, [200, 224]) >= 1 - 1e-6
+    # a state holds only what the coming windows read: bounded columns per stage
+    assert max(c.shape[2] for c in tower._cols if c is not None) <= 87
+
+
+def test_bundled_model_on_the_demo_recording():
+    from clap_rt.checkpoints import load_model
+    model = load_model()[0].eval()
+    fe = model.config.frontend
+    audio, rate = sf.read(DEMO, dtype="float32")
+    assert rate == fe.sample_rate
+    mel = log_mel(audio[: 12 * rate] if audio.ndim == 1 else audio[: 12 * rate].mean(axis=1), fe)
+    tower = IncrementalTower(model, fe.n_frames)
+    assert tower.stride == 8
+    cos = worst_cosine(model, tower, mel, range(0, mel.shape[1] - fe.n_frames + 1, 24))
+    assert cos >= 1 - 1e-6, f"min cosine {cos:.9f}"
+    ratio = tower.window_macs / tower.macs
+    assert 1.7 < ratio < 1.8, f"re-encoding / incremental MACs per hop: {ratio:.3f}"
+
+
+def test_hop_alignment():
+    assert [aligned_hop_frames(h, 8, 87) for h in (1, 4, 11, 12, 22, 87)] == [8, 8, 8, 16, 24, 80]
+
+
+def test_unsupported_towers_say_why():
+    cfg = tiny_config()
+    cfg.audio.sfx_cnn.level_ref_db = -10.0
+    assert "normalises each window by its own peak" in incremental_support(CLAP(cfg))
+    assert incremental_support(None) == "the model has no PyTorch audio tower"
+
+
+# --- in the stream ---------------------------------------------------------------------------
+
+def test_stream_scores_equal_reencoding(tiny_model_dir):
+    from clap_rt.stream import ClapStream
+    from clap_rt.zeroshot import Clap
+    clap = Clap.load(tiny_model_dir, backend="torch")
+    rng = np.random.default_rng(2)
+    audio = (0.05 * rng.standard_normal(6 * 44100)).astype(np.float32) + np.tile(tone(800, 0.5), 12)
+    runs = {}
+    for inc in (True, False):
+        s = ClapStream(clap, ["a", "b"], 44100, hop=0.5, incremental=inc)
+        out = []
+        for i in range(0, len(audio), 3000):
+            s.accept_waveform(audio[i:i + 3000])
+            while s.windows_ready:
+                w = s.pop_window()
+                if w.index in (5, 6):           # skipped windows: the next one starts afresh
+                    continue
+                out.append((w.index, w.start, s.score(w).scores))
+        s.input_finished()
+        while s.windows_ready:                  # the end-aligned tail window
+            w = s.pop_window()
+            out.append((w.index, w.start, s.score(w).scores))
+        runs[inc] = out, s
+    (inc_out, s_inc), (ref_out, s_ref) = runs[True], runs[False]
+    assert s_inc.incremental and not s_ref.incremental
+    assert s_inc.notice == ("hop 0.5 s rounded to 0.557 s (24 frames): incremental encoding needs a multiple "
+                            "of the audio tower's time stride (8 frames, 0.186 s)")
+    assert s_ref.notice is None and s_ref.hop_frames == 22
+    # the same windows when both streams use the aligned hop
+    s_ref = ClapStream(clap, ["a", "b"], 44100, hop=s_inc.hop_seconds, incremental=False)
+    assert s_ref.hop_frames == 24
+    ref = {}
+    for i in range(0, len(audio), 3000):
+        s_ref.accept_waveform(audio[i:i + 3000])
+    s_ref.input_finished()
+    while s_ref.windows_ready:
+        w = s_ref.pop_window()
+        ref[w.index] = (w.start, s_ref.score(w).scores)
+    assert [i for i, _, _ in inc_out] == [i for i in ref if i not in (5, 6)]
+    diff = max(float(np.abs(sc - ref[i][1]).max()) for i, _, sc in inc_out)
+    assert diff <= 1e-5, f"max score difference {diff:.2e}"
+    assert all(t == ref[i][0] for i, t, _ in inc_out)
+
+
+def test_stream_refuses_incremental_where_unsupported(tiny_model_dir):
+    from fakes import FakeClap
+    from clap_rt.stream import ClapStream
+    fake = FakeClap({"x": 1000.0})
+    assert not ClapStream(fake, ["x"], 16000).incremental
+    with pytest.raises(UserError, match="^incremental encoding: the model has no PyTorch audio tower$"):
+        ClapStream(fake, ["x"], 16000, incremental=True)
