@@ -435,25 +435,31 @@ def fit(proj: Projector, rows: list[dict], audio: dict, template: str, steps: in
     Each batch holds at most one clip per label: with ~180 labels and many clips each, two
     clips of one label in a batch would be pushed apart as false negatives.
     """
+    from train.config import OptimConfig
+    from train.data import step_rng
     from train.loss import clamp_logit_scale_, contrastive_loss
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
+    from train.train import lr_at, step_seed
     by_label: dict[str, list[dict]] = {}
     for r in rows:
         by_label.setdefault(r["label"], []).append(r)
     labels = sorted(by_label)
     batch = min(batch, len(labels))
     pools = {r["path"]: caption_pool(r, template) for r in rows}
-    # Pretrained layers move ten times slower than the fresh projections.
-    pretrained = {id(q) for q in list(proj.audio_blocks.parameters()) + list(proj.text_layers.parameters())}
-    opt = torch.optim.AdamW([{"params": [q for q in proj.parameters() if id(q) not in pretrained], "lr": lr},
-                             {"params": [q for q in proj.parameters() if id(q) in pretrained], "lr": lr / 10}],
-                            weight_decay=weight_decay)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    # Pretrained layers move ten times slower than the fresh projections; weight decay on
+    # matrices and kernels only (the Trainer's conventions, train.train.param_groups).
+    groups: dict[tuple, list] = {}
+    for name, q in proj.named_parameters():
+        groups.setdefault((name.startswith(("audio_blocks.", "text_layers.")), q.ndim >= 2), []).append(q)
+    opt = torch.optim.AdamW([{"params": ps, "weight_decay": weight_decay if decay else 0.0,
+                              "lr_scale": 0.1 if tower else 1.0} for (tower, decay), ps in sorted(groups.items())])
+    o = OptimConfig(steps=steps, lr=lr, warmup_steps=max(1, steps // 20))
     best, best_state, history = -1.0, None, []
     for step in range(1, steps + 1):
+        # Every draw of a step from (seed, step), as the Trainer makes them.
+        rng = step_rng(seed, 1, step - 1)
+        torch.manual_seed(step_seed(seed, step - 1, 0))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step - 1, o) * g["lr_scale"]
         proj.train()
         picked = [by_label[labels[i]][rng.integers(len(by_label[labels[i]]))]
                   for i in rng.choice(len(labels), batch, replace=False)]
@@ -463,7 +469,6 @@ def fit(proj: Projector, rows: list[dict], audio: dict, template: str, steps: in
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
         clamp_logit_scale_(proj.logit_scale)
         if step % log_every == 0 or step == steps:
             entry, line = {"step": step, "loss": loss.item()}, f"step {step} loss {loss.item():.3f}"
