@@ -3,7 +3,9 @@
 Every leaf field becomes one flag named after it (`batch_size` -> `--batch-size`); bools get
 `--flag / --no-flag`; tuples take several values. Names are unique across the nesting, so the
 flat CLI stays readable: `python -m train.train --manifest m.jsonl --preset clap-rt-small
---steps 2000 --lr 3e-4 --no-amp`.
+--steps 2000 --lr 3e-4 --no-amp`. A JSON file of the nested fields (`--config FILE`, the form
+every run writes as out_dir/train_config.json) gives the defaults that flags then override;
+train/recipes/ holds the shipped model's.
 """
 from __future__ import annotations
 
@@ -33,6 +35,14 @@ class ModelSource:
     freeze_audio: bool = False              # audio tower fixed (eval mode, no gradients)
     freeze_bn: bool = False                 # BatchNorm layers use their running statistics
     sync_bn: bool = False                   # SyncBatchNorm across ranks (CUDA only)
+    audio_init: Optional[str] = None        # "aisfx": the audio tower starts from the aisfx weights
+    # Frozen prefixes: train only the last N CNN blocks / MiniLM layers; what runs below them is
+    # computed once and cached (train/prefix.py). 0: the tower's pooled output is cached. None:
+    # the whole tower runs on dB frames / tokens every step.
+    audio_blocks: Optional[int] = None
+    text_layers: Optional[int] = None
+    dropout: Optional[float] = None         # projection dropout (None: the model config's)
+    short_clips: Optional[str] = None       # repeat | centre, stored with the model (None: the config's)
 
 
 @dataclass
@@ -42,6 +52,19 @@ class DataConfig:
     eval_split: str = "val"                 # "" : no evaluation during training
     cache_dir: Optional[str] = None         # None: clap_rt.cache.cache_dir()/features/<frontend hash>
     feature_threads: int = 1                # threads for the C++ frontend when building the cache
+    # Whole packages held out for validation: their training clips leave the training set and
+    # replace eval_split (known names in unseen recordings, as the benchmarks are).
+    val_sources: tuple = ()
+    max_windows: int = 0                    # windows per clip, evenly spread, ends kept; 0: all
+
+
+@dataclass
+class CopiesConfig:
+    """Altered versions of each training clip, cached beside its own windows (train/copies.py)."""
+
+    copies: int = 0                         # versions per clip, each at a random peak level
+    copy_noise: float = 0.0                 # probability that a version is mixed with coloured noise
+    copy_place: float = 0.0                 # probability that a version is set once into silence
 
 
 @dataclass
@@ -68,6 +91,9 @@ class OptimConfig:
     min_lr_ratio: float = 0.0               # cosine floor as a fraction of lr
     warmup_steps: int = 100
     weight_decay: float = 0.05              # not applied to biases, norms and logit_scale
+    betas: tuple = (0.9, 0.98)              # AdamW
+    eps: float = 1e-6                       # AdamW
+    tower_lr_scale: float = 1.0             # lr of the towers' parameters over that of the rest
     grad_clip: float = 1.0                  # max global grad norm; 0: off
     max_logit_scale: float = MAX_LOGIT_SCALE
 
@@ -77,6 +103,7 @@ class TrainConfig:
     model: ModelSource = field(default_factory=ModelSource)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    copies: CopiesConfig = field(default_factory=CopiesConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     out_dir: str = "runs/clap"
     seed: int = 0
@@ -85,6 +112,8 @@ class TrainConfig:
     torch_threads: int = 0                  # intra-op threads per process; 0: torch's default
     log_every: int = 10
     eval_every: int = 0                     # 0: only at the end
+    keep_best: bool = False                 # the saved model is the evaluated state of best top-1
+    save_dtype: str = "float32"             # float32 | float16: the saved model's weights
     checkpoint_every: int = 500             # 0: only at the end
     keep_checkpoints: int = 3
     resume: Optional[str] = None            # checkpoint folder, or "auto": latest in out_dir
@@ -154,6 +183,46 @@ def config_from_args(args: argparse.Namespace, cls=TrainConfig):
     return build(cls)
 
 
+def file_defaults(path: str, cls=TrainConfig) -> dict:
+    """The leaf values of JSON config file `path` (nested as `dump` writes it; any subset of the
+    fields), keyed by flag destination, for `parser.set_defaults`."""
+    from clap_rt.errors import read_json_file
+    doc = read_json_file(path, f"--config {path}: file not found; expected a JSON training config",
+                         name=f"--config {path}")
+    out: dict = {}
+
+    def walk(c, d, where: str) -> None:
+        if not isinstance(d, dict):
+            raise UserError(f"--config {path}: {where or 'the file'}: expected a JSON object")
+        hints = typing.get_type_hints(c)
+        names = [f.name for f in dataclasses.fields(c)]
+        for key, value in d.items():
+            if key not in names:
+                raise UserError(f"--config {path}: unknown field {where}{key}; expected one of {', '.join(names)}")
+            if dataclasses.is_dataclass(hints[key]):
+                walk(hints[key], value, f"{where}{key}.")
+            else:
+                out[key] = _checked(value, hints[key], f"--config {path}: {where}{key}")
+    walk(cls, doc, "")
+    return out
+
+
+def _checked(value, tp, where: str):
+    """`value` of a JSON file as field type `tp` (lists become tuples); a UserError otherwise."""
+    inner = [a for a in typing.get_args(tp) if a is not type(None)]
+    if value is None and type(None) in typing.get_args(tp):
+        return None
+    base = inner[0] if typing.get_origin(tp) is typing.Union else tp
+    if base is tuple and isinstance(value, list):
+        return tuple(value)
+    ok = (isinstance(value, bool) if base is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if base is float else
+          isinstance(value, int) and not isinstance(value, bool) if base is int else isinstance(value, base))
+    if not ok:
+        raise UserError(f"{where}: expected {'a list' if base is tuple else base.__name__}, got {value!r}")
+    return float(value) if base is float else value
+
+
 def validate(cfg: TrainConfig) -> None:
     """One-line UserErrors for contradictory or out-of-range settings."""
     m = cfg.model
@@ -174,6 +243,25 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"--device: expected auto, cpu or cuda, got {cfg.device!r}")
     if m.freeze_text and m.freeze_audio:
         raise UserError("--freeze-text and --freeze-audio: at least one tower must train")
+    if (m.audio_blocks is None) != (m.text_layers is None):
+        raise UserError("--audio-blocks and --text-layers: give both (the frozen-prefix path) or neither")
+    if m.audio_blocks is not None:
+        if m.audio_blocks < 0 or m.text_layers < 0:
+            raise UserError(f"--audio-blocks / --text-layers: expected integers >= 0, got "
+                            f"{m.audio_blocks} / {m.text_layers}")
+        a = cfg.augment
+        if a.gain_db or a.noise_prob or a.shift_prob or a.freq_masks or a.time_masks or a.mix_prob:
+            raise UserError("--audio-blocks: the dB-frame augmentations do not apply to cached CNN maps; "
+                            "set --gain-db, --noise-prob, --shift-prob, --freq-masks, --time-masks, --mix-prob to 0")
+    from clap_rt.audio import SHORT_CLIPS
+    if m.short_clips is not None and m.short_clips not in SHORT_CLIPS:
+        raise UserError(f"--short-clips: expected one of {', '.join(SHORT_CLIPS)}, got {m.short_clips!r}")
+    if m.audio_init not in (None, "aisfx"):
+        raise UserError(f"--audio-init: expected aisfx, got {m.audio_init!r}")
+    if cfg.save_dtype not in ("float32", "float16"):
+        raise UserError(f"--save-dtype: expected float32 or float16, got {cfg.save_dtype!r}")
+    if cfg.keep_best and not (cfg.data.eval_split or cfg.data.val_sources):
+        raise UserError("--keep-best: needs an evaluation set (--eval-split or --val-sources)")
 
 
 def dump(cfg, path) -> None:

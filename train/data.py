@@ -33,8 +33,11 @@ Public datasets map onto it like this:
 
 Features: each clip is cut with `clap_rt.audio.fit_windows` into windows of the model length
 and turned into dB frames by `clap_rt.frontend.log_mel`; the (W, n_mels, T) float32 array is
-cached as .npy under cache_dir/<hash of the FrontendConfig>/ keyed by the file's path, size,
-mtime and the clip's start/end, so a changed file or recipe is recomputed, never reused.
+cached as .npy under cache_dir/<hash of the FrontendConfig>[-options]/ keyed by the file's
+path, size, mtime and the clip's start/end, so a changed file or recipe is recomputed, never
+reused. Options of the cache: at most `max_windows` windows per clip; a frozen prefix of the
+audio tower run on the frames (train/prefix.py: its maps are cached instead); altered copies
+of each clip (train/copies.py) whose windows follow the clip's own.
 """
 from __future__ import annotations
 
@@ -70,6 +73,7 @@ class Clip:
     split: str = "train"
     source: str = ""
     label: str = ""
+    name: str = ""              # the path as the manifest gives it: seeds the clip's copies
 
 
 # --- manifests -------------------------------------------------------------------------------
@@ -140,7 +144,7 @@ def _clip(row, manifest: Path, where: str) -> Clip:
     p = Path(row["path"])
     return Clip(path=str(p if p.is_absolute() else (manifest.parent / p).resolve()), captions=caps,
                 start=start, end=end, split=str(row.get("split") or "train"),
-                source=str(row.get("source") or ""), label=str(row.get("label") or ""))
+                source=str(row.get("source") or ""), label=str(row.get("label") or ""), name=str(row["path"]))
 
 
 def select_split(clips: Sequence[Clip], split: str, manifest: str = "manifest") -> list[Clip]:
@@ -166,15 +170,23 @@ class FeatureCache:
     """(W, n_mels, T) dB windows per clip, computed once and memory-mapped afterwards.
 
     `short`: how a clip shorter than the window fills it (`fit_windows`; the model's
-    `short_clips`); windows of centred clips are cached apart from repeated ones.
+    `short_clips`); `max_windows` > 0: that many windows at most, evenly spread, first and last
+    kept; `prefix`: a `train.prefix.AudioPrefix` run on the frames, whose outputs are cached
+    instead; `copies`: a CopiesConfig, whose versions' windows follow the clip's own (the
+    clip's are cached without copies, apart). Each option has its own folder.
     """
 
     def __init__(self, fe: FrontendConfig, cache_dir: str | os.PathLike | None = None, threads: int = 1,
-                 short: str = "repeat"):
-        self.fe, self.short = fe, short
+                 short: str = "repeat", max_windows: int = 0, prefix=None, copies=None):
+        from .copies import copies_tag
+        self.fe, self.short, self.max_windows, self.prefix = fe, short, max_windows, prefix
+        self.copies = copies if copies is not None and copies.copies else None
         folder = Path(cache_dir) / frontend_hash(fe) if cache_dir else default_cache_dir(fe)
-        self.dir = folder if short == "repeat" else folder.with_name(f"{folder.name}-short{short}")
+        parts = ([f"short{short}"] if short != "repeat" else []) + ([prefix.tag] if prefix else [])
+        parts += ([f"w{max_windows}"] if max_windows else []) + (copies_tag(self.copies) if self.copies else [])
+        self.dir = folder.with_name("-".join([folder.name, *parts]))
         self.threads = threads
+        self.plain = FeatureCache(fe, cache_dir, threads, short, max_windows, prefix) if self.copies else None
 
     def file_for(self, clip: Clip) -> Path:
         try:
@@ -185,20 +197,26 @@ class FeatureCache:
         return self.dir / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
 
     def compute(self, clip: Clip) -> np.ndarray:
-        """Decode, cut and transform one clip -> (W, n_mels, T) float32 dB."""
+        """Decode, cut and transform one clip -> (W, n_mels, T) float32 dB, or the prefix's
+        outputs; with copies, those of the copies alone."""
         from clap_rt.audio import fit_windows, load_audio
         from clap_rt.frontend import log_mel
-        sr = self.fe.sample_rate
+        from .copies import clip_copies
+        sr, window = self.fe.sample_rate, self.fe.clip_samples
         audio = load_audio(clip.path, sr)
         a = int(round(clip.start * sr))
         b = audio.shape[0] if clip.end is None else min(audio.shape[0], int(round(clip.end * sr)))
         if b <= a:
             raise UserError(f"{clip.path}: clip [{clip.start}, {clip.end}] s is outside the file "
                             f"({audio.shape[0] / sr:.2f} s)")
-        return log_mel(fit_windows(audio[a:b], self.fe.clip_samples, short=self.short), self.fe, threads=self.threads)
+        versions = clip_copies(audio[a:b], clip.name or clip.path, self.copies, sr, window) if self.copies else [audio[a:b]]
+        wins = np.concatenate([spread(fit_windows(v, window, short=self.short), self.max_windows) for v in versions])
+        mel = log_mel(wins, self.fe, threads=self.threads)
+        return mel if self.prefix is None else self.prefix(mel)
 
     def get(self, clip: Clip) -> np.ndarray:
-        """Cached windows of `clip`, rebuilt (atomically) when missing."""
+        """Cached windows of `clip` (after those of the clip itself, its copies'), rebuilt
+        (atomically) when missing."""
         path = self.file_for(clip)
         if not path.exists():
             feats = self.compute(clip)
@@ -207,7 +225,8 @@ class FeatureCache:
             np.save(buf, feats)
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, buf.getvalue())
-        return np.load(path, mmap_mode="r")
+        own = np.load(path, mmap_mode="r")
+        return np.concatenate([self.plain.get(clip), own]) if self.plain else own
 
     def load_all(self, clips: Sequence[Clip], progress: bool = False) -> list[np.ndarray]:
         it = clips
@@ -215,6 +234,13 @@ class FeatureCache:
             from tqdm import tqdm
             it = tqdm(clips, desc="features", unit="clip")
         return [self.get(c) for c in it]
+
+
+def spread(wins: np.ndarray, most: int) -> np.ndarray:
+    """At most `most` (0: all) of (W, ...) windows, evenly spread, first and last included."""
+    if not most or len(wins) <= most:
+        return wins
+    return wins[np.linspace(0, len(wins) - 1, most).round().astype(int)]
 
 
 # --- batches ---------------------------------------------------------------------------------

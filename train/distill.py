@@ -134,7 +134,7 @@ def distill(cfg: DistillConfig) -> dict:
     teacher, tokenizer = load_model(cfg.distill.teacher)
     student = build_student(teacher, cfg.model)
     rank, world = world_info()
-    batches, evaluate = prepare_data(cfg, student.config, tokenizer, world, rank)
+    batches, evaluate, _ = prepare_data(cfg, student, tokenizer, world, rank)
     targets = teacher_audio_embeddings(teacher, batches.clips, cfg, device)
     del teacher
     return fit(Trainer(cfg, student, tokenizer, DistillStep(student, targets, cfg.distill), batches, device, evaluate))

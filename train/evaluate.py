@@ -125,34 +125,73 @@ def embed_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 256) -
     return np.concatenate(out)
 
 
+class ModelEncoder:
+    """What `evaluate_clips` embeds with for a whole model: cached (W, n_mels, T) dB windows
+    pooled as `clap-rt classify` pools them, and tokenized texts."""
+
+    def __init__(self, model, tokenizer):
+        self.module, self.tokenizer, self.config = model, tokenizer, model.config
+
+    def audio(self, features: Sequence[np.ndarray]) -> np.ndarray:
+        return embed_clip_windows(self.module, features)
+
+    def text(self, texts: Sequence[str]) -> np.ndarray:
+        return embed_texts(self.module, self.tokenizer, texts)
+
+
 def class_embeddings(model, tokenizer, labels: Sequence[str], template: str | None = None) -> np.ndarray:
     """(C, D) unit-norm label embeddings as `Clap.label_embeddings` makes them: `template`, else
     the model's prompt template averaged with its prompt ensemble."""
     from clap_rt.zeroshot import prompt_templates, template_mean_embeddings
-    return template_mean_embeddings(lambda texts: embed_texts(model, tokenizer, texts), labels,
-                                    prompt_templates(model.config, template))
+    return template_mean_embeddings(ModelEncoder(model, tokenizer).text, labels, prompt_templates(model.config, template))
 
 
-def evaluate_clips(model, tokenizer, clips, features, template: str | None = None,
+def label_phrasings(clips, label: str) -> list[str]:
+    """Three ways a user might type a label: the bare word and two of its clips' captions."""
+    caps = sorted({c for clip in clips if clip.label == label for c in clip.captions})
+    caps = [c for c in caps if c.lower() != label.lower()] or [label]
+    return [label, caps[0], caps[len(caps) // 2]]
+
+
+def evaluation_texts(clips, templates: Sequence[str]) -> set[str]:
+    """Every text that `evaluate_clips` embeds for `clips`: prompts, captions, phrasings."""
+    labels = {c.label for c in clips if c.label}
+    texts = {u.format(x) for u in templates for x in labels}
+    texts.update(c for clip in clips for c in clip.captions)
+    texts.update(p for x in labels for p in label_phrasings(clips, x))
+    return texts
+
+
+def evaluate_clips(encoder, clips, features, template: str | None = None,
                    confusion_png: str | Path | None = None) -> dict:
-    """All scores for `clips` (train.data.Clip) given their cached windows.
+    """All scores for `clips` (train.data.Clip) given their cached features, embedded by
+    `encoder` (`ModelEncoder`, or train.prefix.PrefixEncoder): .audio(features) -> (N, D),
+    .text(texts) -> (M, D), .module (put in eval mode meanwhile), .config.
 
-    Zero-shot uses the clips that carry a `label` (classes = the distinct labels, prompts
-    `template.format(label)`); retrieval uses every caption of every clip.
+    Retrieval uses every distinct caption of every clip. Zero-shot uses the clips that carry a
+    `label` (classes = the distinct labels, prompts `template`, else the model's templates),
+    and "phrasing_agreement" is how often three phrasings of each label (`label_phrasings`)
+    give one clip the same top class.
     """
+    from clap_rt.zeroshot import prompt_templates, template_mean_embeddings
+    model = encoder.module
     was_training = model.training
     model.eval()
     try:
-        audio = embed_clip_windows(model, features)
-        texts = [c for clip in clips for c in clip.captions]
-        owner = np.repeat(np.arange(len(clips)), [len(c.captions) for c in clips])
-        out: dict = {"clips": len(clips), **retrieval_recalls(audio, embed_texts(model, tokenizer, texts), owner)}
+        audio = encoder.audio(features)
+        caps = [list(dict.fromkeys(clip.captions)) for clip in clips]
+        owner = np.repeat(np.arange(len(clips)), [len(c) for c in caps])
+        out: dict = {"clips": len(clips), **retrieval_recalls(audio, encoder.text([c for cs in caps for c in cs]), owner)}
         labelled = [i for i, c in enumerate(clips) if c.label]
         if labelled:
-            labels = sorted({clips[i].label for i in labelled})
-            class_emb = class_embeddings(model, tokenizer, labels, template)
-            targets = np.array([labels.index(clips[i].label) for i in labelled])
+            rows = [clips[i] for i in labelled]
+            labels = sorted({c.label for c in rows})
+            class_emb = template_mean_embeddings(encoder.text, labels, prompt_templates(encoder.config, template))
+            targets = np.array([labels.index(c.label) for c in rows])
             out.update(classes=len(labels), **zero_shot_scores(audio[labelled], class_emb, targets))
+            phrasings = [label_phrasings(rows, x) for x in labels]
+            preds = [predictions(audio[labelled], encoder.text([p[j] for p in phrasings])) for j in range(3)]
+            out["phrasing_agreement"] = float(np.mean((preds[0] == preds[1]) & (preds[1] == preds[2])))
             if confusion_png:
                 cm = confusion_matrix(targets, predictions(audio[labelled], class_emb), len(labels))
                 plot_confusion(cm, labels, confusion_png, title=f"zero-shot top-1 {out['top1']:.1%}")
@@ -191,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         clips = select_split(read_manifest(args.manifest), args.split, args.manifest)
         cache = FeatureCache(model.config.frontend, args.cache_dir, short=model.config.short_clips)
         features = cache.load_all(clips, progress=True)
-        scores = evaluate_clips(model, tokenizer, clips, features, args.template, args.confusion)
+        scores = evaluate_clips(ModelEncoder(model, tokenizer), clips, features, args.template, args.confusion)
         print(format_table(scores))
         if args.json:
             Path(args.json).write_text(json.dumps(scores, indent=2))

