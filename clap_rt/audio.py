@@ -57,13 +57,14 @@ def _open_sound(source: str | os.PathLike | BinaryIO, name: str | None):
 
 
 def read_blocks(source: str | os.PathLike | BinaryIO, sample_rate: int, name: str | None = None,
-                block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+                block_seconds: float = BLOCK_SECONDS, finite: bool = True) -> Iterator[np.ndarray]:
     """Decode a sound file block by block -> (k,) float32 mono blocks at `sample_rate` Hz.
 
     The blocks joined equal the whole file resampled at once (soxr's streaming resampler gives
     the same samples); at most about `block_seconds` of audio is held at a time. `source` and
     `name` as for `load_audio`; every decoding problem is a UserError naming it, raised by the
     block where it is found (a file cut short decodes up to the damage, then fails).
+    finite: NaN / Inf samples are a UserError; False: they are passed on (a stream zeroes them).
     """
     import soundfile as sf
     f, name = _open_sound(source, name)
@@ -72,7 +73,7 @@ def read_blocks(source: str | os.PathLike | BinaryIO, sample_rate: int, name: st
         resampler = None
         if sr_in != sample_rate:      # soxr's streaming resampler: the samples of resample()
             resampler = _soxr().ResampleStream(sr_in, sample_rate, 1, dtype="float32", quality="HQ")
-        block = max(1, int(block_seconds * sr_in))
+        block = max(1, int(round(block_seconds * sr_in)))
         n_in = n_out = 0
         while True:
             try:
@@ -81,7 +82,7 @@ def read_blocks(source: str | os.PathLike | BinaryIO, sample_rate: int, name: st
                 raise UserError(f"{name}: cannot decode audio after {n_in} samples "
                                 f"({str(e).splitlines()[0]}); the file may be damaged")
             last = data.shape[0] < block
-            if not np.isfinite(data).all():
+            if finite and not np.isfinite(data).all():
                 raise UserError(f"{name}: audio contains NaN or Inf samples")
             n_in += data.shape[0]
             x = to_mono(data)

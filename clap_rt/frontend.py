@@ -58,7 +58,7 @@ def _check_config(fe: FrontendConfig) -> None:
             raise FrontendInputError(str(e).replace("FrontendOptions.", "FrontendConfig.", 1)) from None
 
 
-def _min_samples(fe: FrontendConfig) -> int:
+def min_samples(fe: FrontendConfig) -> int:
     """Shortest signal the recipe accepts: reflect padding needs n_fft//2 + 1 samples."""
     return fe.n_fft // 2 + 1 if fe.center else 1
 
@@ -84,8 +84,8 @@ def _as_audio(audio, fe: FrontendConfig) -> np.ndarray:
     x = _as_samples(audio, "audio")
     if x.shape[-1] == 0 or x.size == 0:
         raise FrontendInputError(f"audio: expected at least one sample, got an empty array of shape {x.shape}")
-    if x.shape[-1] < _min_samples(fe):
-        raise FrontendInputError(f"audio: expected at least {_min_samples(fe)} samples for centred reflect "
+    if x.shape[-1] < min_samples(fe):
+        raise FrontendInputError(f"audio: expected at least {min_samples(fe)} samples for centred reflect "
                                  f"padding (n_fft={fe.n_fft}), got {x.shape[-1]}")
     return x
 
@@ -314,8 +314,8 @@ class _NumpyOnlineLogMel:
     def input_finished(self) -> None:
         if self._finished:
             return
-        if self._received < _min_samples(self.fe):
-            raise FrontendInputError(f"audio stream: expected at least {_min_samples(self.fe)} samples for "
+        if self._received < min_samples(self.fe):
+            raise FrontendInputError(f"audio stream: expected at least {min_samples(self.fe)} samples for "
                                      f"centred reflect padding (n_fft={self.fe.n_fft}), got {self._received}")
         self._finished = True
         self._compute()

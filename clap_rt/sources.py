@@ -2,8 +2,10 @@
 
 Every source has `rate` (Hz), `start()`, `read(timeout) -> (k,) float32 mono | None`,
 `ended` (no more audio will come), `stop()`, and counters `dropped` (chunks lost because
-the bounded queue was full), `overflows` (input overflow flags from the device) and
-`max_qsize`. Live sources hand chunks from their callback / reader thread to inference
+the bounded queue was full), `overflows` (input overflow flags from the device), `nonfinite`
+(NaN / Inf samples, zeroed with one warning: a glitch must not end an always-on stream) and
+`max_qsize`. A source whose reader fails (a file damaged half way) raises that error from
+read(). Live sources hand chunks from their callback / reader thread to inference
 through a `ChunkQueue` of fixed size: when inference is slower than real time the backlog
 never grows past it (the runtime also skips whole windows, see `stream.run_stream`).
 """
@@ -13,11 +15,11 @@ import queue
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from .audio import to_mono
+from .audio import read_blocks, to_mono
 from .errors import UserError
 
 PCM_FORMATS = {"s16le": np.dtype("<i2"), "s32le": np.dtype("<i4"), "f32le": np.dtype("<f4")}
@@ -52,6 +54,9 @@ class ChunkQueue:
         self.max_qsize = max(self.max_qsize, self._q.qsize())
 
     def end(self) -> None:
+        if self.block:              # a blocking producer waits for room: no chunk is lost
+            self._q.put(_END)
+            return
         while True:
             try:
                 self._q.put_nowait(_END)
@@ -80,15 +85,34 @@ class ChunkQueue:
 
 
 class _QueuedSource:
-    """Shared plumbing: a ChunkQueue read by inference, counters exposed."""
+    """Shared plumbing: a ChunkQueue read by inference, counters exposed, non-finite samples
+    zeroed (`finite`), a reader thread's error handed to read()."""
 
-    def __init__(self, rate: int, queue_size: int, block: bool = False):
+    def __init__(self, rate: int, queue_size: int, block: bool = False, name: str = "audio input",
+                 log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)):
         self.rate = int(rate)
         self.queue = ChunkQueue(queue_size, block=block)
         self.overflows = 0
+        self.nonfinite = 0
+        self.name, self.log = name, log
+        self.error: Optional[BaseException] = None
+
+    def finite(self, chunk: np.ndarray) -> np.ndarray:
+        """(k,) samples with NaN / Inf replaced by 0; the first time, one warning."""
+        bad = ~np.isfinite(chunk)
+        if bad.any():
+            if not self.nonfinite:
+                self.log(f"clap-rt listen: warning: {self.name}: NaN/Inf samples replaced by silence "
+                         f"(counted in the summary)")
+            self.nonfinite += int(bad.sum())
+            chunk = np.where(bad, np.float32(0), chunk)
+        return chunk
 
     def read(self, timeout: float = 0.1) -> Optional[np.ndarray]:
-        return self.queue.get(timeout)
+        chunk = self.queue.get(timeout)
+        if self.error is not None:
+            raise self.error
+        return chunk
 
     @property
     def ended(self) -> bool:
@@ -103,37 +127,47 @@ class _QueuedSource:
         return self.queue.max_qsize
 
 
-class ArraySource(_QueuedSource):
-    """(n,) or (n, channels) samples played as a stream in `block`-sample chunks.
+class BlockSource(_QueuedSource):
+    """(k,) float32 mono blocks from an iterator, played as a stream.
 
-    realtime: a thread delivers each chunk when its audio would have been recorded (a
-    live stream) at `speed` times real time; otherwise read() hands chunks out as fast as
-    they are asked for (--fast).
+    realtime: a thread delivers each block when its audio would have been recorded (a live
+    stream; `speed` > 1 plays faster than real time); otherwise read() hands blocks out as fast
+    as they are asked for (--fast). Blocks are taken from the iterator as they are played, so
+    a file's length does not change the memory held.
     """
 
-    def __init__(self, samples: np.ndarray, rate: int, block: int = 1024, realtime: bool = False,
-                 queue_size: int = 32, speed: float = 1.0):
-        super().__init__(rate, queue_size)
-        self._blocks = _split(to_mono(samples), block)
+    def __init__(self, blocks: Iterable[np.ndarray], rate: int, realtime: bool = False, queue_size: int = 32,
+                 speed: float = 1.0, name: str = "audio input"):
+        super().__init__(rate, queue_size, name=name)
+        if not speed > 0:
+            raise UserError(f"speed: expected a playback speed > 0, got {speed}")
+        self._blocks = iter(blocks)
         self.realtime, self.speed = realtime, speed
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
     def start(self) -> None:
         if self.realtime:
-            self._thread = threading.Thread(target=self._play, args=(iter(self._blocks),), daemon=True)
+            self._thread = threading.Thread(target=self._play, daemon=True)
             self._thread.start()
 
-    def _play(self, blocks) -> None:
-        _play_paced(blocks, self.rate * self.speed, self.queue, self._stop)
+    def _play(self) -> None:
+        try:
+            _play_paced((self.finite(b) for b in self._blocks), self.rate * self.speed, self.queue, self._stop)
+        except Exception as e:          # handed to the reading thread by read()
+            self.error = e
+            self.queue.end()
 
     def read(self, timeout: float = 0.1) -> Optional[np.ndarray]:
         if self.realtime:
-            return self.queue.get(timeout)
-        if not self._blocks:
+            return super().read(timeout)
+        if self.queue.ended:
+            return None
+        b = next(self._blocks, None)
+        if b is None:
             self.queue.ended = True
             return None
-        return self._blocks.pop(0)
+        return self.finite(b)
 
     def stop(self) -> None:
         self._stop.set()
@@ -141,13 +175,18 @@ class ArraySource(_QueuedSource):
             self._thread.join()
 
 
-def _split(x: np.ndarray, block: int) -> list:
-    return [x[i:i + block] for i in range(0, x.shape[0], block)]
+class ArraySource(BlockSource):
+    """(n,) or (n, channels) samples played as a stream in `block`-sample chunks (see BlockSource)."""
+
+    def __init__(self, samples: np.ndarray, rate: int, block: int = 1024, realtime: bool = False,
+                 queue_size: int = 32, speed: float = 1.0):
+        x = to_mono(samples)
+        super().__init__((x[i:i + block] for i in range(0, x.shape[0], block)), rate, realtime=realtime,
+                         queue_size=queue_size, speed=speed)
 
 
 def _play_paced(blocks, rate: float, q: ChunkQueue, stop: threading.Event) -> None:
-    """Put each block into `q` at the wall-clock time its last sample would be recorded at
-    `rate` samples per second."""
+    """Put each block into `q` at the wall-clock time its last sample would be recorded."""
     t0, n = time.monotonic(), 0
     for b in blocks:
         n += b.shape[0]
@@ -158,20 +197,21 @@ def _play_paced(blocks, rate: float, q: ChunkQueue, stop: threading.Event) -> No
     q.end()
 
 
-class FileSource(ArraySource):
-    """A sound file played as a live stream (real-time pace) or as fast as possible (--fast)."""
+class FileSource(BlockSource):
+    """A sound file played as a live stream (real-time pace, or `speed` times it) or as fast as
+    possible (--fast), decoded `block` samples at a time at the file's own rate."""
 
     def __init__(self, path: str, block: int = 1024, realtime: bool = True, queue_size: int = 32,
                  speed: float = 1.0):
         import soundfile as sf
+        name = f"--input {path}"
         try:
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+            rate = sf.info(str(path)).samplerate
         except (FileNotFoundError, sf.LibsndfileError, RuntimeError) as e:
-            raise UserError(f"--input {path}: cannot read audio ({str(e).splitlines()[0]}); expected a sound "
+            raise UserError(f"{name}: cannot read audio ({str(e).splitlines()[0]}); expected a sound "
                             f"file readable by libsndfile (wav, flac, ogg, mp3)")
-        if data.shape[0] == 0:
-            raise UserError(f"--input {path}: empty audio; expected at least one sample")
-        super().__init__(data, rate, block=block, realtime=realtime, queue_size=queue_size, speed=speed)
+        blocks = read_blocks(path, rate, name=name, block_seconds=block / rate, finite=False)
+        super().__init__(blocks, rate, realtime=realtime, queue_size=queue_size, speed=speed, name=name)
 
 
 class StdinSource(_QueuedSource):
@@ -189,7 +229,7 @@ class StdinSource(_QueuedSource):
             raise UserError("--rate: expected the sample rate in Hz of the raw PCM on stdin (e.g. --rate 16000)")
         if channels < 1:
             raise UserError(f"--channels: expected an integer >= 1, got {channels}")
-        super().__init__(rate, queue_size, block=not live)
+        super().__init__(rate, queue_size, block=not live, name="--input -")
         self.channels, self.fmt, self.block = channels, fmt, block
         self._stream = stream if stream is not None else sys.stdin.buffer
         self._thread: Optional[threading.Thread] = None
@@ -199,7 +239,10 @@ class StdinSource(_QueuedSource):
         self._thread.start()
 
     def _reader(self) -> None:
-        self._pump(self._stream)
+        try:
+            self._pump(self._stream)
+        except Exception as e:          # handed to the reading thread by read()
+            self.error = e
         self.queue.end()
 
     def _pump(self, stream) -> None:
@@ -215,7 +258,7 @@ class StdinSource(_QueuedSource):
             usable = len(data) - len(data) % frame_bytes
             rest = data[usable:]
             x = np.frombuffer(data[:usable], dtype=dtype).astype(np.float32) * np.float32(_PCM_SCALE[self.fmt])
-            self.queue.put(to_mono(x.reshape(-1, self.channels)))
+            self.queue.put(self.finite(to_mono(x.reshape(-1, self.channels))))
 
     def stop(self) -> None:
         pass   # the daemon reader ends with stdin; a blocked read() cannot be interrupted
@@ -237,9 +280,9 @@ class MicrophoneSource(_QueuedSource):
                 rate = int(self.sd.query_devices(self.device, "input")["default_samplerate"])
             except (ValueError, self.sd.PortAudioError) as e:
                 raise UserError(f"--device {device}: no such input device ({e}); see `clap-rt devices`")
-        super().__init__(rate, queue_size)
+        super().__init__(rate, queue_size, name=f"--device {device}" if device is not None else "microphone", log=log)
         self.channels, self.block = channels, block
-        self.retries, self.backoff, self.log = retries, backoff, log
+        self.retries, self.backoff = retries, backoff
         self.reopens = 0
         self._stream = None
         self._stopping = False
@@ -247,7 +290,7 @@ class MicrophoneSource(_QueuedSource):
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
             self.overflows += 1
-        self.queue.put(to_mono(np.array(indata, dtype=np.float32, copy=True)))
+        self.queue.put(self.finite(to_mono(np.array(indata, dtype=np.float32, copy=True))))
 
     def _open(self) -> None:
         self._stream = self.sd.InputStream(device=self.device, channels=self.channels, samplerate=self.rate,
@@ -261,7 +304,7 @@ class MicrophoneSource(_QueuedSource):
             raise UserError(f"--device {self.device}: cannot open the input device ({e}); see `clap-rt devices`")
 
     def read(self, timeout: float = 0.1) -> Optional[np.ndarray]:
-        chunk = self.queue.get(timeout)
+        chunk = super().read(timeout)
         if chunk is None and not self._stopping and self._stream is not None and not self._stream.active:
             self._reopen()
         return chunk

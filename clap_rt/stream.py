@@ -29,7 +29,7 @@ import numpy as np
 from .config import FrontendConfig, frames_for
 from .detect import DEFAULT_BACKGROUND, open_set_scores
 from .errors import UserError
-from .frontend import StreamingLogMel
+from .frontend import StreamingLogMel, min_samples
 from .labelset import LabelSet
 
 
@@ -173,6 +173,7 @@ class ClapStream:
         self._tail_done = False    # the end-aligned window after input_finished was emitted
         self._finished = False
         self.samples_in = 0        # input samples accepted (at input_rate)
+        self._model_samples = 0    # samples given to the frontend (at the model rate)
 
     # --- audio in ------------------------------------------------------------------------
 
@@ -185,6 +186,7 @@ class ClapStream:
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
         self._frontend.accept_waveform(x)
+        self._model_samples += x.shape[0]
         self._collect()
 
     def input_finished(self) -> None:
@@ -192,10 +194,17 @@ class ClapStream:
         if self._finished:
             return
         if self._resampler is not None:
-            self._frontend.accept_waveform(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            self._frontend.accept_waveform(tail)
+            self._model_samples += tail.shape[0]
         self._finished = True
         if self.samples_in == 0:
             return                                    # nothing was ever given: no windows
+        # A clip shorter than the STFT's reflect padding is scored as the offline path scores
+        # it (any length >= 1 sample): followed by silence up to the frontend's minimum.
+        short = min_samples(self.fe) - self._model_samples
+        if short > 0:
+            self._frontend.accept_waveform(np.zeros(short, np.float32))
         self._frontend.input_finished()
         self._collect()
 
