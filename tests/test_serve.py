@@ -274,3 +274,103 @@ def test_jsonl_rotation_keeps_the_newest_files(tmp_path):
     assert [[r["id"] for r in read_jsonl(p)] for p in files] == [
         ["event-08", "event-09"], ["event-06", "event-07"], ["event-04", "event-05"]]
     assert not Path(f"{path}.3").exists()
+
+
+# --- metrics and health ----------------------------------------------------------------------
+
+def parse_metrics(text: str) -> dict:
+    """Prometheus text -> {(name, frozenset(labels)): value}; checks every sample has a TYPE."""
+    import re
+    types, out = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            types[name] = kind
+        elif line and not line.startswith("#"):
+            m = re.fullmatch(r'([a-z_]+)(?:\{(.*)\})? (\S+)', line)
+            assert m, f"not a sample line: {line!r}"
+            name, labels, value = m.groups()
+            base = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
+            assert base in types, f"{name} has no # TYPE"
+            pairs = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels or ""))
+            out[(name, pairs)] = float(value)
+    return out
+
+
+def test_metrics_and_healthz_over_http(tmp_path):
+    import urllib.error
+    import urllib.request
+    paths = write_scenes(tmp_path)
+    cfg = write_config(tmp_path, '[metrics]\nlisten = "127.0.0.1:0"\n[outbox]\ndir = "ob"\n'
+                                 '[[sink]]\ntype = "jsonl"\npath = "e.jsonl"\n\n' + streams_toml(paths, speed=4.0))
+    service = Service(load_config(str(cfg)), clap=FakeClap(BANDS), log=lambda m: None)
+    stop = threading.Event()
+    t = threading.Thread(target=service.run, args=(stop,))
+    t.start()
+    deadline = time.monotonic() + 10
+    while (service.metrics is None or not service.runners[0].windows) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    host, port = service.metrics.address
+    assert host == "127.0.0.1"
+    base = f"http://127.0.0.1:{port}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(base + "/metrics", timeout=5) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        live = parse_metrics(r.read().decode())
+    assert live[("clap_rt_windows_scored_total", frozenset({("stream", "a")}))] >= 1
+    with opener.open(base + "/healthz", timeout=5) as r:
+        doc = json.loads(r.read())
+    assert r.status == 200 and doc["status"] == "ok" and set(doc["streams"]) == {"a", "b", "c"}
+    with pytest.raises(urllib.error.HTTPError) as e:
+        opener.open(base + "/nope", timeout=5)
+    assert e.value.code == 404
+    t.join(20)
+    assert not t.is_alive()
+    # after the run: the exposition agrees with the runners' counters and the events written
+    final = parse_metrics(service.metrics_text())
+    records = read_jsonl(tmp_path / "e.jsonl")
+    for r in service.runners:
+        s = frozenset({("stream", r.name)})
+        assert final[("clap_rt_windows_scored_total", s)] == r.windows == 21
+        assert final[("clap_rt_windows_skipped_total", s)] == r.skipped == 0
+        assert final[("clap_rt_queue_depth", s)] == 0
+        for label in BANDS:
+            for kind in ("start", "end"):
+                n = sum(x["stream"] == r.name and x["label"] == label and x["event"] == kind for x in records)
+                key = ("clap_rt_events_total", frozenset({("stream", r.name), ("label", label), ("kind", kind)}))
+                assert final.get(key, 0) == n
+    assert final[("clap_rt_window_latency_seconds_count", frozenset())] == 63
+    assert final[("clap_rt_window_latency_seconds_bucket", frozenset({("le", "+Inf")}))] == 63
+    assert final[("clap_rt_inference_seconds_count", frozenset())] == service.scheduler.batches
+    assert final[("clap_rt_sink_delivered_total", frozenset({("sink", "jsonl")}))] == len(records)
+    assert final[("clap_rt_sink_backlog", frozenset({("sink", "jsonl")}))] == 0
+    service.scheduler.last_step -= 60                       # a wedged loop
+    ok, doc = service.health()
+    assert (ok, doc["status"]) == (False, "stalled")
+
+
+def test_cli_serve_with_the_bundled_model(tmp_path, capsys):
+    """The real path: `clap-rt serve --config` loads the bundled model, scores a file and
+    reports per stream."""
+    sf.write(tmp_path / "a.wav", soundscape([(500.0, 0.5, 1.5)], 3.0, rate=44100), 44100)
+    cfg = write_config(tmp_path, '[engine]\nthreads = 1\n[metrics]\nenabled = false\n[outbox]\ndir = "ob"\n'
+                                 '[[sink]]\ntype = "jsonl"\npath = "e.jsonl"\n\n[[stream]]\nname = "a"\n'
+                                 'file = "a.wav"\nlabels = ["dog barking", "siren"]\nhop = 0.5\nspeed = 4\nqueue = 16\n')
+    assert cli_main(["serve", "--config", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    # 3 s at a 0.5 s hop with the model's 2 s window: 3 full windows and the end-aligned tail
+    assert "clap-rt serve: stream a: windows 3, skipped 0, dropped chunks 0" in err, err
+    events = tmp_path / "e.jsonl"
+    assert not events.exists() or all(r["stream"] == "a" for r in read_jsonl(events))
+
+
+def test_cli_check_builds_everything_without_running(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("clap_rt.zeroshot.Clap.load", lambda *a, **k: FakeClap(BANDS))
+    paths = write_scenes(tmp_path)
+    cfg = write_config(tmp_path, '[outbox]\ndir = "ob"\n[[sink]]\ntype = "jsonl"\n\n' + streams_toml(paths))
+    assert cli_main(["serve", "--config", str(cfg), "--check"]) == 0
+    assert capsys.readouterr().out == f"{cfg}: ok: 3 streams (a, b, c), 1 sinks (jsonl)\n"
+    (tmp_path / "b.wav").write_bytes(b"not audio")
+    assert cli_main(["serve", "--config", str(cfg), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"clap-rt serve: error: {cfg}: stream.b: ") and "cannot read audio" in err, err
