@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_state_strict
-from .config import HTSATConfig, ModelConfig, ProjectionConfig, laion_htsat_tiny, msclap_2023
+from .config import GPT2_BASE, HTSATConfig, ModelConfig, ProjectionConfig, laion_htsat_tiny, msclap_2023
 from .errors import UserError
 from .model import CLAP
 
@@ -354,3 +354,126 @@ def melw_max_abs_diff(melw: torch.Tensor, cfg: ModelConfig) -> float:
     if theirs.shape != ours.shape:
         return float("inf")
     return float(np.abs(theirs - ours).max())
+
+
+# --- msclap clapcap (captioning) -----------------------------------------------------------
+
+# clapcap_weights_2023.pth: msclap's ClapCaptionModel. `clap.` is the frozen audio encoder,
+# `clap_project.` the mapper, `gpt.` GPT2LMHeadModel.
+CLAPCAP_PREFIXES = [
+    ("clap.base.htsat.", "audio."),
+    ("clap.projection.", "audio_projection."),
+    ("clap_project.", "mapper."),
+    ("gpt.", "decoder."),
+]
+CLAPCAP_EXTRAS = [
+    (r"decoder\.transformer\.h\.\d+\.attn\.(bias|masked_bias)", "causal-mask buffers of older transformers"),
+]
+GPT2_HEAD_DIM = 64               # every released GPT2 size: 768/12, 1024/16, 1280/20, 1600/25
+CLAPCAP_MAPPER_HEADS = 8         # msclap's TransformerMapper: Transformer(dim_embedding, 8, num_layers)
+AUDIO_MATCH_TOLERANCE = 1e-6
+
+
+def convert_clapcap(state_dict_or_path, notes: list | None = None):
+    """msclap `clapcap_weights_2023.pth` (or its state dict) -> (Captioner, audio encoder state).
+
+    The audio encoder's weights come back under our names (`audio.`, `audio_projection.`, the
+    released extras included) for `add_clapcap` to compare with the model the captioner joins;
+    sizes (mapper kind and depth, prefix and clip lengths, GPT2 width, depth, vocabulary) are
+    read off the weights; the mapper's 8 heads and the decoding settings are clapcap's.
+    """
+    from .caption import TIED_EMBEDDING, TIED_HEAD, Captioner
+    src = _source_name(state_dict_or_path)
+    state = _rename_prefixes(_read_state(state_dict_or_path, "msclap clapcap"), CLAPCAP_PREFIXES)
+    audio = {k: v for k, v in state.items() if k.startswith(("audio.", "audio_projection."))}
+    state = {k: v for k, v in state.items() if k not in audio}
+    kept, dropped = {}, {}
+    for k, v in state.items():
+        (dropped if any(re.fullmatch(p, k) for p, _ in CLAPCAP_EXTRAS) else kept)[k] = v
+    cfg = clapcap_config(kept, src)
+    head, emb = kept.get(TIED_HEAD), kept.get(TIED_EMBEDDING)
+    if head is not None and not torch.equal(head, emb):
+        raise UserError(f"{src}: gpt.lm_head.weight differs from gpt.transformer.wte.weight; "
+                        f"only GPT2 with a tied output head is supported")
+    kept[TIED_HEAD] = emb
+    try:
+        captioner = Captioner(cfg)
+    except ValueError as e:
+        raise UserError(f"{src}: {e}")
+    kept["vocab"] = captioner.vocab.clone()
+    try:
+        load_state_strict(captioner, kept, src)
+    except ValueError as e:
+        raise UserError(str(e))
+    if notes is not None:
+        for pattern, why in CLAPCAP_EXTRAS:
+            n = sum(1 for k in dropped if re.fullmatch(pattern, k))
+            if n:
+                notes.append(f"dropped {n} key(s) /{pattern}/: {why}")
+    return captioner.eval(), audio
+
+
+def clapcap_config(state: dict, src: str):
+    """The CaptionerConfig of clapcap weights under our names (`mapper.`, `decoder.`)."""
+    from .caption import CaptionerConfig, MapperConfig
+    try:
+        vocab, width = state["decoder.transformer.wte.weight"].shape
+        n_positions = state["decoder.transformer.wpe.weight"].shape[0]
+        n_inner = state["decoder.transformer.h.0.mlp.c_fc.weight"].shape[1]
+        if "mapper.linear.weight" in state:
+            linear = state["mapper.linear.weight"]
+            mapper = MapperConfig(kind="transformer", prefix_length=state["mapper.prefix_const"].shape[0],
+                                  clip_length=linear.shape[0] // width,
+                                  num_layers=_count(state, r"mapper\.transformer\.layers\.(\d+)\.norm1\.weight"),
+                                  num_heads=CLAPCAP_MAPPER_HEADS,
+                                  mlp_ratio=state["mapper.transformer.layers.0.mlp.fc1.weight"].shape[0] / width)
+            embed_dim = linear.shape[1]
+        else:
+            mapper = MapperConfig(kind="mlp", prefix_length=state["mapper.model.2.weight"].shape[0] // width)
+            embed_dim = state["mapper.model.0.weight"].shape[1]
+    except KeyError as e:
+        raise UserError(f"{src}: missing key {e.args[0]!r} (after renaming to our names); "
+                        f"expected msclap's ClapCaptionModel (clap_project., gpt.)")
+    decoder = dict(GPT2_BASE, vocab_size=vocab, n_positions=n_positions, n_embd=width, n_inner=n_inner,
+                   n_layer=_count(state, r"decoder\.transformer\.h\.(\d+)\.ln_1\.weight"),
+                   n_head=max(1, width // GPT2_HEAD_DIM))
+    return CaptionerConfig(name="msclap-clapcap", embed_dim=embed_dim, mapper=mapper, decoder=decoder)
+
+
+def _count(state: dict, pattern: str) -> int:
+    """1 + the largest layer index captured by `pattern` (0 when none match)."""
+    return 1 + max((int(m.group(1)) for k in state if (m := re.fullmatch(pattern, k))), default=-1)
+
+
+def add_clapcap(src, model_dir) -> list[str]:
+    """Convert clapcap weights `src` into the captioner of model folder `model_dir` (a model
+    converted with `convert_msclap`): clapcap's frozen audio encoder must be that model's audio
+    tower. Returns one line per check."""
+    from .caption import save_captioner
+    from .checkpoints import load_model, model_fingerprint
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"{model_dir}: expected a model folder made by `clap-rt convert --from msclap "
+                        f"CLAP_weights_2023.pth {model_dir}` (clapcap's checkpoint has no text tower)")
+    model, _ = load_model(model_dir)
+    notes: list[str] = []
+    captioner, audio = convert_clapcap(src, notes)
+    src_name = _source_name(src)
+    own = model.state_dict()
+    used = {k: v for k, v in audio.items() if not any(re.fullmatch(p, k) for p, _ in HTSAT_EXTRAS)}
+    own_audio = {k for k in own if k.startswith(("audio.", "audio_projection."))}
+    absent, extra = sorted(own_audio - set(used)), sorted(set(used) - own_audio)
+    if not used or absent or extra:
+        raise UserError(f"{src_name}: its audio encoder (clap.) does not have the layout of {model_dir}'s audio tower "
+                        f"(missing {absent[:3]}, unexpected {extra[:3]})")
+    diff = max(float((used[k].float() - own[k].float()).abs().max()) if used[k].numel() else 0.0 for k in used)
+    if diff > AUDIO_MATCH_TOLERANCE:
+        raise UserError(f"{src_name}: its audio encoder differs from {model_dir}'s audio tower by {diff:.3g} "
+                        f"(> {AUDIO_MATCH_TOLERANCE}); the captioner would read another model's embeddings")
+    if captioner.config.embed_dim != model.config.projection.dim:
+        raise UserError(f"{src_name}: the mapper reads {captioner.config.embed_dim}-d embeddings; "
+                        f"{model_dir}'s joint space has {model.config.projection.dim}")
+    notes.append(f"audio encoder vs {model_dir}'s audio tower: max abs diff {diff:.3g} over {len(used)} tensors")
+    save_captioner(captioner, model_dir, model_fingerprint(model),
+                   meta={"converted_from": "msclap-clapcap", "source": src_name})
+    return notes

@@ -10,6 +10,8 @@ import torch
 from .config import TextEncoderConfig
 
 TOKENIZER_FILE = "tokenizer.json"
+# GPT-2 byte-level BPE (vocab.json + merges.txt), shipped for msclap's towers and the captioners.
+GPT2_ASSETS = Path(__file__).resolve().parent / "assets" / "gpt2"
 
 
 class TextTokenizer:

@@ -108,14 +108,19 @@ class Clap:
         self.engine = create_engine(model, backend, threads=threads, compile=compile)
         self._label_cache: dict[tuple, np.ndarray] = {}
         self._model_id: str | None = None
+        self.model_dir: str | os.PathLike | None = None    # where `captioner` is read from
+        self._captioner = None
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, backend: str = "auto",
              threads: int | None = None, compile: bool = False) -> "Clap":
         """Load a model folder (None: the bundled default model); see `create_engine`."""
         from .checkpoints import load_model
+        from .checkpoints import DEFAULT_MODEL_DIR
         model, tokenizer = load_model(path)
-        return cls(model, tokenizer, backend=backend, threads=threads, compile=compile)
+        clap = cls(model, tokenizer, backend=backend, threads=threads, compile=compile)
+        clap.model_dir = path if path is not None else DEFAULT_MODEL_DIR
+        return clap
 
     @property
     def sample_rate(self) -> int:
@@ -187,6 +192,25 @@ class Clap:
                                 f"audio samples in [-1, 1]")
             out.append(e)
         return np.stack(out).astype(np.float32)
+
+    # --- captions ---------------------------------------------------------------------
+
+    @property
+    def captioner(self):
+        """The model folder's `caption.Captioner`, loaded on first use; a model without one (or
+        one made for other weights) is a UserError."""
+        if self._captioner is None:
+            from .caption import load_captioner
+            if self.model_dir is None:
+                raise UserError("this model was not loaded from a folder, so it has no captioner")
+            self._captioner = load_captioner(self.model_dir, self.model_id)
+        return self._captioner
+
+    def caption(self, items: Sequence[AudioInput], beam: int = 1, sample_rate: int | None = None,
+                pooling: str = "loudest") -> list[str]:
+        """Paths or arrays -> one caption each, from the embedding `embed_audio` gives them;
+        `beam` 1 decodes greedily, more runs a beam search of that width."""
+        return self.captioner.caption(self.embed_audio(items, sample_rate, pooling), beam=beam)
 
     # --- text -------------------------------------------------------------------------
 

@@ -1,18 +1,17 @@
-"""clap-rt convert --from {msclap,laion,hf} SRC OUT: a released checkpoint -> our model folder."""
+"""clap-rt convert --from {msclap,laion,hf} SRC OUT: a released checkpoint -> our model folder;
+--from msclap-clapcap adds msclap's captioner to a folder converted from msclap."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import UserError
-
-GPT2_ASSETS = Path(__file__).resolve().parent.parent / "assets" / "gpt2"
+from ..tokenizer import GPT2_ASSETS
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("convert", help="convert an msclap, LAION-CLAP or transformers checkpoint")
-    p.add_argument("--from", dest="source", required=True, choices=("msclap", "laion", "hf"),
+    p.add_argument("--from", dest="source", required=True, choices=("msclap", "laion", "hf", "msclap-clapcap"),
                    help="msclap: CLAP_weights_2023.pth; laion: 630k-*.pt (non-fusion); "
-                        "hf: a transformers ClapModel.save_pretrained folder")
+                        "hf: a transformers ClapModel.save_pretrained folder; msclap-clapcap: "
+                        "clapcap_weights_2023.pth, added as the captioner of OUT (converted from msclap)")
     p.add_argument("src", metavar="SRC", help="checkpoint file (msclap, laion) or folder (hf)")
     p.add_argument("out", metavar="OUT", help="output model folder")
     p.add_argument("--tokenizer", default=None, metavar="DIR",
@@ -23,8 +22,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..checkpoints import save_model
-    from ..converters import convert_hf, convert_laion, convert_msclap
+    from ..converters import add_clapcap, convert_hf, convert_laion, convert_msclap
     from ..tokenizer import TextTokenizer
+
+    if args.source == "msclap-clapcap":
+        for line in add_clapcap(args.src, args.out):
+            print(line)
+        print(f"wrote the captioner of {args.out}")
+        return 0
 
     tok_dir = args.tokenizer
     if tok_dir is None:
