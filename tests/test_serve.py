@@ -374,3 +374,56 @@ def test_cli_check_builds_everything_without_running(tmp_path, capsys, monkeypat
     assert cli_main(["serve", "--config", str(cfg), "--check"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"clap-rt serve: error: {cfg}: stream.b: ") and "cannot read audio" in err, err
+
+
+# --- network audio through ffmpeg --------------------------------------------------------------
+
+FAKE_FFMPEG = """#!{python}
+# Stands in for ffmpeg: notes its arguments and start time, writes 0.3 s of a 500 Hz tone as
+# s16le at the -ar rate, then dies (a camera dropping its stream).
+import sys, time, numpy as np
+with open({log!r}, "a") as f:
+    f.write(repr((time.monotonic(), sys.argv[1:])) + "\\n")
+rate = int(sys.argv[sys.argv.index("-ar") + 1])
+t = np.arange(int(0.3 * rate)) / rate
+sys.stdout.buffer.write((0.3 * np.sin(2 * np.pi * 500 * t) * 32767).astype("<i2").tobytes())
+sys.exit(1)
+"""
+
+
+def test_ffmpeg_source_restarts_with_backoff(tmp_path):
+    import ast
+    import sys
+    from clap_rt.serve.sources import FfmpegSource
+    log = tmp_path / "starts.log"
+    exe = tmp_path / "ffmpeg"
+    exe.write_text(FAKE_FFMPEG.format(python=sys.executable, log=str(log)))
+    exe.chmod(0o755)
+    messages = []
+    src = FfmpegSource("rtsp://127.0.0.1:8554/cam", 16000, ffmpeg=str(exe), backoff=0.1, log=messages.append)
+    src.start()
+    samples, deadline = 0, time.monotonic() + 15
+    while src.restarts < 4 and time.monotonic() < deadline:
+        chunk = src.read(timeout=0.05)
+        samples += 0 if chunk is None else len(chunk)
+    src.stop()
+    while (chunk := src.read(timeout=0.0)) is not None:
+        samples += len(chunk)
+    starts = [ast.literal_eval(line) for line in log.read_text().splitlines()]
+    assert len(starts) >= 4 and src.ended
+    assert starts[0][1] == ["-nostdin", "-hide_banner", "-loglevel", "error", "-i", "rtsp://127.0.0.1:8554/cam",
+                            "-vn", "-ac", "1", "-ar", "16000", "-f", "s16le", "-"]
+    # the delay between one run's end and the next start doubles: 0.1, 0.2, 0.4 s (+ start-up time)
+    gaps = np.diff([t for t, _ in starts[:4]])
+    assert all(later > earlier + 0.05 for earlier, later in zip(gaps, gaps[1:])), gaps
+    assert samples >= 4 * int(0.3 * 16000)
+    assert messages[0] == "clap-rt serve: ffmpeg for rtsp://127.0.0.1:8554/cam exited with status 1; restarting in 0.1 s"
+
+
+def test_a_url_stream_without_ffmpeg_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    cfg = write_config(tmp_path, '[[stream]]\nname = "cam"\nurl = "rtsp://127.0.0.1/x"\nrate = 16000\nlabels = "low"\n')
+    with pytest.raises(UserError) as e:
+        Service(load_config(str(cfg)), clap=FakeClap(BANDS))
+    assert str(e.value) == (f"{cfg}: stream.cam: url rtsp://127.0.0.1/x: network audio needs ffmpeg on the PATH "
+                            f"(apt install ffmpeg)")

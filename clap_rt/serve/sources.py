@@ -60,17 +60,16 @@ class FfmpegSource(StdinSource):
                 self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                               stderr=subprocess.DEVNULL)
             except OSError as e:
-                self.log(f"clap-rt serve: cannot start ffmpeg for {self.url}: {e}")
+                why = f"could not start ({e.strerror})"
             else:
                 self._pump(self._proc.stdout)
-                code = self._proc.wait()
-                if self._stopping.is_set():
-                    break
-                self.log(f"clap-rt serve: ffmpeg for {self.url} exited with status {code}; "
-                         f"restarting in {delay:.1f} s")
+                why = f"exited with status {self._proc.wait()}"
+            if self._stopping.is_set():
+                break
             if time.monotonic() - t0 >= STABLE_RUN:
                 delay = self.backoff
             self.restarts += 1
+            self.log(f"clap-rt serve: ffmpeg for {self.url} {why}; restarting in {delay:.1f} s")
             if self._stopping.wait(delay):
                 break
             delay = min(delay * 2, self.backoff_max)
