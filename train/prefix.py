@@ -69,6 +69,8 @@ def cache_text_states(texts: Sequence[str], model, tokenizer, layer: int, path: 
         with np.load(path) as z:
             have = dict(zip(map(str, z["texts"]), np.split(z["feats"], np.cumsum(z["lengths"])[:-1])))
     todo = sorted(set(texts) - set(have))
+    was = model.training
+    model.eval()                        # no dropout in the frozen layers
     with torch.inference_mode():
         for b in range(0, len(todo), TEXT_BATCH):
             ids, mask = tokenizer(todo[b:b + TEXT_BATCH])
@@ -81,6 +83,7 @@ def cache_text_states(texts: Sequence[str], model, tokenizer, layer: int, path: 
                 lengths = mask.sum(1).tolist()
             for t, h, n in zip(todo[b:b + TEXT_BATCH], states.numpy(), lengths):
                 have[t] = h[:n].astype(np.float16 if layer < n_layers else np.float32)
+    model.train(was)
     if todo:
         from clap_rt.checkpoints import atomic_write_bytes
         keys = sorted(have)
