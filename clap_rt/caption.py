@@ -299,6 +299,27 @@ def gpt2_tokenizer():
     return transformers.GPT2TokenizerFast.from_pretrained(str(GPT2_ASSETS), local_files_only=True).backend_tokenizer
 
 
+class EventCaptions:
+    """Captions for detected events: per label, the embedding of its highest-scoring window since
+    its previous event ended, captioned when the event ends."""
+
+    def __init__(self, captioner: Captioner, labels: Sequence[str], beam: int = 1):
+        self.captioner, self.beam = captioner, beam
+        self.index = {label: i for i, label in enumerate(labels)}
+        self._best: dict[int, tuple[float, np.ndarray]] = {}
+
+    def update(self, scores: np.ndarray, embedding: np.ndarray) -> None:
+        """One window's (L,) label scores and (D,) embedding."""
+        for i, s in enumerate(scores.tolist()):
+            if i not in self._best or s > self._best[i][0]:
+                self._best[i] = (s, embedding)
+
+    def end(self, label: str) -> str:
+        """The caption of the event of `label` that just ended; its window is forgotten."""
+        _, emb = self._best.pop(self.index[label])
+        return self.captioner.caption(emb[None], beam=self.beam)[0]
+
+
 # --- files ---------------------------------------------------------------------------------
 
 def has_captioner(folder: str | os.PathLike) -> bool:

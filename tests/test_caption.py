@@ -353,3 +353,17 @@ def test_cli_convert_clapcap_errors(clapcap_model, tiny_model_dir, tmp_path, cap
     assert f"{ckpt}: its audio encoder differs from {model_dir}'s audio tower by 0.5" in err
     assert main(["caption", str(audio_dir / "low.wav"), "--model", str(tiny_model_dir)]) == 2
     assert "this model has no captioner" in capsys.readouterr().err
+
+
+def test_event_captions_caption_the_strongest_window(embeddings):
+    from clap_rt.caption import EventCaptions
+    _, captioner = small_captioner()
+    ev = EventCaptions(captioner, ["a", "b"])
+    e = embeddings.numpy()
+    for scores, emb in (([0.1, 0.9], e[0]), ([0.8, 0.2], e[1]), ([0.3, 0.1], e[2])):
+        ev.update(np.array(scores), emb)
+    assert ev.end("a") == captioner.caption(e[1][None])[0]
+    assert ev.end("b") == captioner.caption(e[0][None])[0]
+    ev.update(np.array([0.2, 0.1]), e[3])           # after an end, only newer windows count
+    assert ev.end("a") == captioner.caption(e[3][None])[0]
+
