@@ -224,6 +224,32 @@ def test_a_stalled_stream_does_not_stall_the_others(tmp_path):
     assert streams == {"a", "b", "c"}
 
 
+class BrokenSource(StalledSource):
+    """Half a second of audio, then a read error (a file damaged half way)."""
+
+    def __init__(self):
+        self.chunks = [np.zeros(1600, np.float32)] * 5
+
+    def read(self, timeout=0.0):
+        if self.chunks:
+            return self.chunks.pop()
+        raise UserError("broken.wav: cannot decode block 5")
+
+
+def test_a_broken_stream_ends_alone(tmp_path):
+    from clap_rt.serve.sources import open_stream_source
+    paths = write_scenes(tmp_path, {"a": SCENES["a"]})
+    body = streams_toml(paths) + '[[stream]]\nname = "broken"\nstdin = true\nrate = 16000\nlabels = ["low"]\n'
+    cfg = write_config(tmp_path, '[metrics]\nenabled = false\n' + body)
+    log = []
+    service = Service(load_config(str(cfg)), clap=FakeClap(BANDS), log=log.append,
+                      open_source=lambda s: BrokenSource() if s.name == "broken" else open_stream_source(s))
+    service.run(threading.Event())
+    runners = {r.name: r for r in service.runners}
+    assert runners["a"].windows == 21 and runners["broken"].failed and runners["broken"].windows == 1  # its half second, as a tail window
+    assert "clap-rt serve: stream broken: broken.wav: cannot decode block 5; the stream ends here" in log
+
+
 # --- the outbox ------------------------------------------------------------------------------
 
 def test_outbox_survives_reopening_a_torn_line_and_compaction(tmp_path):

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..detect import EventDetector
+from ..errors import UserError
 from ..stream import ClapStream, ScoredWindow
 from .metrics import Histogram
 
@@ -35,8 +36,9 @@ class StreamRunner:
     """
 
     def __init__(self, name: str, source, stream: ClapStream, detector: EventDetector, queue: int,
-                 run_id: str, clock: Callable[[], float] = time.monotonic):
-        self.name, self.source, self.stream, self.detector = name, source, stream, detector
+                 run_id: str, clock: Callable[[], float] = time.monotonic,
+                 log: Callable[[str], None] = lambda m: None):
+        self.name, self.source, self.stream, self.detector, self.log = name, source, stream, detector, log
         self.queue_max, self.run_id, self.clock = queue, run_id, clock
         self.due: deque = deque()            # (Window, seconds when it became due)
         self.windows = 0                     # scored
@@ -44,16 +46,21 @@ class StreamRunner:
         self.events = Counter()              # (label, kind) -> count
         self.seq = 0
         self.input_done = False
+        self.failed = False                  # the source raised: no more audio from it
         self.done = False
 
     def pump(self) -> bool:
         """Move the source's audio into the stream and its ready windows into the queue.
         Returns whether anything arrived."""
         got = False
-        while (chunk := self.source.read(timeout=0.0)) is not None:
-            self.stream.accept_waveform(chunk)
-            got = True
-        if self.source.ended and not self.input_done:
+        try:
+            while (chunk := self.source.read(timeout=0.0)) is not None:
+                self.stream.accept_waveform(chunk)
+                got = True
+        except UserError as e:          # this stream's input broke (a damaged file): it ends, the others go on
+            self.log(f"clap-rt serve: stream {self.name}: {e}; the stream ends here")
+            self.failed = True
+        if (self.source.ended or self.failed) and not self.input_done:
             self.stream.input_finished()
             self.input_done = got = True
         now = self.clock()

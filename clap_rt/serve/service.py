@@ -71,7 +71,7 @@ class Service:
         except UserError as e:
             msg = str(e)
             raise UserError(msg if msg.startswith(self.cfg.path) else f"{where}: {msg}")
-        return StreamRunner(s.name, source, stream, detector, s.queue, self.run_id)
+        return StreamRunner(s.name, source, stream, detector, s.queue, self.run_id, log=self.log)
 
     def _fan_out(self, records: list) -> None:
         for d in self.deliveries:
