@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from .model import SfxCNN
 
 
-# Engines whose model stays on the CPU in eager PyTorch, where the incremental tower runs too.
+# Engines whose model stays on the CPU, where the incremental tower runs too (on the same runtime).
 CPU_ENGINES = ("torch", "onnx")
+RUNNERS = CPU_ENGINES
 
 
 def incremental_support(model) -> Optional[str]:
@@ -66,6 +67,15 @@ def stream_support(clap) -> Optional[str]:
     return incremental_support(getattr(clap, "model", None))
 
 
+def tower_for(clap, window_frames: int) -> "IncrementalTower":
+    """The incremental tower of a loaded `Clap` that passes `stream_support`, on the runtime of
+    its engine (onnxruntime with its intra-op threads for the onnx engine, else PyTorch)."""
+    engine = getattr(clap, "engine", None)
+    runner = getattr(engine, "name", "torch")
+    threads = engine.session.get_session_options().intra_op_num_threads or None if runner == "onnx" else None
+    return IncrementalTower(clap.model, window_frames, runner=runner, threads=threads)
+
+
 def time_stride(tower: SfxCNN) -> int:
     """Frames per column of the tower's last stage (2 ** number of time pools)."""
     return 2 ** sum(block.pool > 1 for block in tower.blocks)
@@ -81,8 +91,15 @@ def aligned_hop_frames(hop_frames: int, stride: int, window_frames: int) -> int:
 
 @dataclass(frozen=True)
 class _Stage:
-    conv: Optional[torch.nn.Conv2d]     # None: a 2x2 max-pool
-    bn: Optional[torch.nn.BatchNorm2d]
+    """A 3x3 conv with its eval BatchNorm folded in (weight, bias), then ReLU; or, with
+    weight None, a 2x2 max-pool."""
+    weight: Optional[torch.Tensor]      # (C_out, C_in, 3, 3)
+    bias: Optional[torch.Tensor]        # (C_out,)
+    index: int = -1                     # among the conv stages
+
+    @property
+    def conv(self) -> bool:
+        return self.weight is not None
 
 
 @dataclass(frozen=True)
@@ -94,10 +111,20 @@ class _Bands:
     right: int
 
 
+def _folded(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d, index: int) -> _Stage:
+    # Eval BatchNorm is a per-channel affine map: folded into the conv it saves an op per call
+    # and changes only float rounding.
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)                 # (C_out,)
+        return _Stage((conv.weight * scale[:, None, None, None]).contiguous(), bn.bias - bn.running_mean * scale,
+                      index)
+
+
 def _stages(tower: SfxCNN) -> list[_Stage]:
     out = []
     for block in tower.blocks:
-        out += [_Stage(block.conv1, block.bn1), _Stage(block.conv2, block.bn2)]
+        n = sum(st.conv for st in out)
+        out += [_folded(block.conv1, block.bn1, n), _folded(block.conv2, block.bn2, n + 1)]
         if block.pool > 1:
             if block.pool != 2:
                 raise ValueError(f"incremental tower: expected 2x2 pooling, got {block.pool}")
@@ -110,7 +137,7 @@ def _window_bands(stages: list[_Stage], window_frames: int) -> list[_Bands]:
     bands = [_Bands(window_frames, 0, window_frames)]
     for st in stages:
         b = bands[-1]
-        if st.conv is not None:         # reads t-1, t, t+1: one more column on each side
+        if st.conv:                     # reads t-1, t, t+1: one more column on each side
             n, lo, hi = b.n, b.left + 1, b.right - 1
         else:                           # reads 2t, 2t+1; floor drops an odd last column
             n, lo, hi = b.n // 2, -(-b.left // 2), b.right // 2
@@ -121,7 +148,9 @@ def _window_bands(stages: list[_Stage], window_frames: int) -> list[_Bands]:
 class IncrementalTower:
     """The streaming state of one `SfxCNN` tower for windows of `window_frames`.
 
-    model: a `clap_rt.model.CLAP` whose tower passes `incremental_support` (eval mode, CPU).
+    model: a `clap_rt.model.CLAP` whose tower passes `incremental_support` (eval mode, CPU);
+    its weights are read once, here. runner: "torch" runs the convolutions in eager PyTorch,
+    "onnx" as onnxruntime graphs (`clap_rt.engine.stage_graphs`, `threads` intra-op threads).
     `embed(mel, first_frame)` gives the window's unit-norm joint embedding, equal to
     `model.encode_audio` of the same frames. `first_frame` is the window's first frame in the
     stream; windows must start on multiples of the tower's stride from the first one.
@@ -129,7 +158,7 @@ class IncrementalTower:
     `window_macs` those of re-encoding one window.
     """
 
-    def __init__(self, model, window_frames: int):
+    def __init__(self, model, window_frames: int, runner: str = "torch", threads: Optional[int] = None):
         reason = incremental_support(model)
         if reason is not None:
             raise ValueError(f"incremental tower: {reason}")
@@ -138,44 +167,75 @@ class IncrementalTower:
         self.window_frames = int(window_frames)
         self.stride = time_stride(self.tower)
         self._stages = _stages(self.tower)
+        if runner not in RUNNERS:
+            raise ValueError(f"incremental tower: runner {runner!r}; expected one of {', '.join(RUNNERS)}")
+        self.runner = runner
+        self._sessions = None
+        if runner == "onnx":
+            from .engine.stage_graphs import StageSessions
+            self._sessions = StageSessions([(st.weight, st.bias) for st in self._stages if st.conv], threads)
         self._bands = _window_bands(self._stages, self.window_frames)
         self._scale = [1]                       # frames per column at each stage
         for st in self._stages:
-            self._scale.append(self._scale[-1] * (1 if st.conv is not None else 2))
+            self._scale.append(self._scale[-1] * (1 if st.conv else 2))
         self.window_macs = self._count_window_macs()
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream: the next window starts the columns afresh."""
         self._origin: Optional[int] = None      # stream frame of column 0 at every stage
-        self._cols: list[Optional[torch.Tensor]] = [None] * (len(self._stages) + 1)   # (1, C, t, F)
-        self._start = [0] * (len(self._stages) + 1)     # column index of _cols[l][:, :, 0]
-        self._done = [0] * (len(self._stages) + 1)      # columns computed so far per stage
+        n = len(self._stages) + 1
+        # Per stage, the stream's columns [_start, _done) lie in _cols[l][:, :, _off:_off + _done - _start]:
+        # a buffer written in place, its kept columns moved to the front when it is full.
+        self._cols: list[Optional[torch.Tensor]] = [None] * n     # (1, C, capacity, F)
+        self._start, self._done, self._off = [0] * n, [0] * n, [0] * n
         self.macs = 0
+
+    @property
+    def columns_held(self) -> list[int]:
+        """The stream's columns held per stage (0: prepared frames): bounded by the window."""
+        return [d - s for d, s in zip(self._done, self._start)]
 
     # --- one stage on a slice of columns --------------------------------------------------
 
     def _apply(self, st: _Stage, x: torch.Tensor, pad_left: bool, pad_right: bool) -> torch.Tensor:
         """(1, C, t, F) columns -> the stage's output columns that read only x and the padding
         asked for (conv: t - 2 + pads; pool: t // 2)."""
-        if st.conv is None:
+        if not st.conv:
             return F.max_pool2d(x, 2)
-        x = F.pad(x, (0, 0, int(pad_left), int(pad_right)))            # zeros in time only
-        y = F.conv2d(x, st.conv.weight, padding=(0, 1))                # frequency padded as in the tower
-        self.macs += st.conv.weight[0].numel() * y.shape[1] * y.shape[2] * y.shape[3]
-        return F.relu(st.bn(y))
+        return self._conv(st, F.pad(x, (0, 0, int(pad_left), int(pad_right))))    # zeros in time only
+
+    def _conv(self, st: _Stage, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, t, F) time-padded columns -> (B, C_out, t - 2, F), frequency padded as in the tower."""
+        if self._sessions is not None:
+            y = self._sessions.run(st.index, x)
+        else:
+            y = F.relu(F.conv2d(x, st.weight, st.bias, padding=(0, 1)))
+        self.macs += st.weight[0].numel() * y.shape[1] * y.shape[2] * y.shape[3] * y.shape[0]
+        return y
+
+    def _conv_pair(self, st: _Stage, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both edge bands in one call, (1, C, t_left / t_right, F) time-padded columns -> their
+        outputs: the shorter is lengthened with zeros on its outer side and the columns that
+        read them dropped. (Batch 2 also keeps PyTorch on its oneDNN kernels, which it leaves
+        for small batch-1 inputs.)"""
+        tl, tr = left.shape[2], right.shape[2]
+        t = max(tl, tr)
+        y = self._conv(st, torch.cat([F.pad(left, (0, 0, 0, t - tl)), F.pad(right, (0, 0, t - tr, 0))]))
+        return y[:1, :, :tl - 2], y[1:, :, t - tr:]
 
     # --- the stream's columns ---------------------------------------------------------------
 
     def _stream_cols(self, l: int, lo: int, hi: int) -> torch.Tensor:
-        return self._cols[l][:, :, lo - self._start[l]:hi - self._start[l]]
+        o = self._off[l] - self._start[l]
+        return self._cols[l][:, :, o + lo:o + hi]
 
     def _advance(self, frames: torch.Tensor) -> None:
         """Append prepared frames (1, 1, k, F) to stage 0 and compute every stage's new columns."""
         self._append(0, frames)
         for l, st in enumerate(self._stages, start=1):
             done, avail = self._done[l], self._done[l - 1]
-            if st.conv is not None:     # column c reads c-1..c+1; column -1 is the stream's zero padding
+            if st.conv:     # column c reads c-1..c+1; column -1 is the stream's zero padding
                 target = avail - 1
                 if target > done:
                     lo = max(done - 1, 0)
@@ -186,8 +246,18 @@ class IncrementalTower:
                     self._append(l, self._apply(st, self._stream_cols(l - 1, 2 * done, 2 * target), False, False))
 
     def _append(self, l: int, cols: torch.Tensor) -> None:
-        self._cols[l] = cols if self._cols[l] is None else torch.cat([self._cols[l], cols], dim=2)
-        self._done[l] += cols.shape[2]
+        k, n, buf = cols.shape[2], self._done[l] - self._start[l], self._cols[l]
+        if buf is None or n + k > buf.shape[2]:
+            new = cols.new_empty(cols.shape[:2] + (2 * (self._bands[l].n + n + k), cols.shape[3]))
+            if buf is not None:
+                new[:, :, :n] = buf[:, :, self._off[l]:self._off[l] + n]
+            self._cols[l], self._off[l] = new, 0
+        elif self._off[l] + n + k > buf.shape[2]:
+            buf[:, :, :n] = buf[:, :, self._off[l]:self._off[l] + n].clone()
+            self._off[l] = 0
+        o = self._off[l] + n
+        self._cols[l][:, :, o:o + k] = cols
+        self._done[l] += k
 
     def _trim(self, next_first: int) -> None:
         """Drop the columns neither the stream's next columns nor a window from `next_first` on read."""
@@ -195,11 +265,12 @@ class IncrementalTower:
             keep = (next_first - self._origin) // self._scale[l] + self._bands[l].left
             if l < len(self._stages):
                 nxt = self._stages[l]
-                keep = min(keep, self._done[l + 1] - 1 if nxt.conv is not None else 2 * self._done[l + 1])
+                keep = min(keep, self._done[l + 1] - 1 if nxt.conv else 2 * self._done[l + 1])
             drop = max(0, keep - self._start[l])
-            if drop and self._cols[l] is not None:
-                self._cols[l] = self._cols[l][:, :, drop:]
+            if drop:
+                drop = min(drop, self._done[l] - self._start[l])
                 self._start[l] += drop
+                self._off[l] += drop
 
     # --- one window -------------------------------------------------------------------------
 
@@ -233,10 +304,13 @@ class IncrementalTower:
             def cols(lo: int, hi: int) -> torch.Tensor:
                 return self._local(l - 1, first_frame, left, right, lo, hi)
 
-            if st.conv is not None:
-                new_left = self._apply(st, cols(0, min(n_in, b.left + 1)), True, b.left + 1 > n_in)
-                new_right = (self._apply(st, cols(max(b.right - 1, 0), n_in), b.right == 0, True)
-                             if b.right < b.n else None)
+            if st.conv:
+                x_left = F.pad(cols(0, min(n_in, b.left + 1)), (0, 0, 1, int(b.left + 1 > n_in)))
+                if b.right < b.n:
+                    x_right = F.pad(cols(max(b.right - 1, 0), n_in), (0, 0, int(b.right == 0), 1))
+                    new_left, new_right = self._conv_pair(st, x_left, x_right)
+                else:
+                    new_left, new_right = self._conv(st, x_left), None
             else:
                 new_left = self._apply(st, cols(0, 2 * b.left), False, False)
                 new_right = self._apply(st, cols(2 * b.right, 2 * b.n), False, False) if b.right < b.n else None
@@ -262,8 +336,8 @@ class IncrementalTower:
     def _count_window_macs(self) -> int:
         macs, n, f = 0, self.window_frames, self.tower.band_offset_db.shape[0]
         for st in self._stages:
-            if st.conv is None:
+            if not st.conv:
                 n, f = n // 2, f // 2
             else:
-                macs += st.conv.weight[0].numel() * st.conv.out_channels * n * f
+                macs += st.weight[0].numel() * st.weight.shape[0] * n * f
         return macs

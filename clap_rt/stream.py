@@ -77,6 +77,7 @@ class ScoredWindow:
     end: float
     hop: float
     scores: np.ndarray    # (L,) open-set probabilities of the labels
+    embedding: Optional[np.ndarray] = None   # (D,) unit-norm audio embedding, when kept
 
     @property
     def new_start(self) -> float:
@@ -128,13 +129,13 @@ class ClapStream:
         rounds the hop for it."""
         if incremental is False:
             return None
-        from .incremental import IncrementalTower, aligned_hop_frames, stream_support   # torch
+        from .incremental import aligned_hop_frames, stream_support, tower_for   # imports torch
         reason = stream_support(self.clap)
         if reason is not None:
             if incremental:
                 raise UserError(f"incremental encoding: {reason}")
             return None
-        tower = IncrementalTower(self.clap.model, self.window_frames)
+        tower = tower_for(self.clap, self.window_frames)
         h = aligned_hop_frames(self.hop_frames, tower.stride, self.window_frames)
         if h > self.window_frames:
             if incremental:
@@ -318,8 +319,9 @@ class ClapStream:
 
     def score(self, window: Window) -> ScoredWindow:
         """One window from `pop_window` -> its (L,) label scores, with its times."""
-        scores = self.score_embeddings(self.embed_window(window)[None])[0]
-        return ScoredWindow(window.index, window.start, window.end, window.hop, scores)
+        emb = self.embed_window(window)
+        scores = self.score_embeddings(emb[None])[0]
+        return ScoredWindow(window.index, window.start, window.end, window.hop, scores, emb)
 
 
 # --- the loop between a source and the stream ------------------------------------------------

@@ -63,6 +63,16 @@ def test_windows_equal_reencoding(window_frames, hop):
         assert tower.macs < 0.6 * tower.window_macs, f"{tower.macs} MACs per hop, re-encoding {tower.window_macs}"
 
 
+@pytest.mark.parametrize("window_frames", [87, 20])
+def test_onnx_runner_equals_reencoding(window_frames):
+    pytest.importorskip("onnxruntime")
+    model = random_bn_model(3)
+    mel = stream_mel(5.0, model.config.frontend, seed=3)
+    tower = IncrementalTower(model, window_frames, runner="onnx", threads=1)
+    cos = worst_cosine(model, tower, mel, range(0, mel.shape[1] - window_frames + 1, 16))
+    assert cos >= 1 - 1e-6, f"W={window_frames}: min cosine {cos:.9f} to re-encoding"
+
+
 def test_gaps_restarts_and_reset_stay_exact():
     model = random_bn_model(1)
     mel = stream_mel(8.0, model.config.frontend, seed=1)
@@ -73,7 +83,7 @@ def test_gaps_restarts_and_reset_stay_exact():
     tower.reset()
     assert worst_cosine(model, tower, mel, [200, 224]) >= 1 - 1e-6
     # a state holds only what the coming windows read: bounded columns per stage
-    assert max(c.shape[2] for c in tower._cols if c is not None) <= 87
+    assert max(tower.columns_held) <= 87, tower.columns_held
 
 
 def test_bundled_model_on_the_demo_recording():
@@ -88,7 +98,7 @@ def test_bundled_model_on_the_demo_recording():
     cos = worst_cosine(model, tower, mel, range(0, mel.shape[1] - fe.n_frames + 1, 24))
     assert cos >= 1 - 1e-6, f"min cosine {cos:.9f}"
     ratio = tower.window_macs / tower.macs
-    assert 1.7 < ratio < 1.8, f"re-encoding / incremental MACs per hop: {ratio:.3f}"
+    assert 1.6 < ratio < 1.7, f"re-encoding / incremental MACs per hop: {ratio:.3f}"
 
 
 def test_hop_alignment():
