@@ -95,7 +95,7 @@ BASE = '[[stream]]\nname = "kitchen"\nfile = "k.wav"\nlabels = "siren"\n'
 
 
 @pytest.mark.parametrize("extra, message", [
-    ('hop = -1\n', "stream.kitchen.hop: expected seconds > 0.0, got -1"),
+    ('hop = -1\n', "stream.kitchen.hop: expected seconds > 0, got -1"),
     ('hopp = 1\n', "stream.kitchen: unknown key 'hopp'; expected one of "),
     ('smoothing = "mean"\n', "stream.kitchen.smoothing: expected one of median, ema, none, got 'mean'"),
     ('smooth_windows = 4\n', "stream.kitchen.smooth_windows: expected an odd number >= 1, got 4"),
@@ -151,7 +151,7 @@ def test_cli_bad_config_is_one_line(tmp_path, capsys):
     cfg = write_config(tmp_path, BASE + "hop = 0\n")
     assert cli_main(["serve", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert err == f"clap-rt serve: error: {cfg}: stream.kitchen.hop: expected seconds > 0.0, got 0\n"
+    assert err == f"clap-rt serve: error: {cfg}: stream.kitchen.hop: expected seconds > 0, got 0\n"
 
 
 # --- the scheduler ---------------------------------------------------------------------------

@@ -115,8 +115,8 @@ class _Table:
                unit: str = "a number"):
         v = self.get(key, (int, float), default, unit)
         if v is not None and not ((v > lo if lo_open else v >= lo) and v <= hi):
-            bound = f"> {lo}" if lo_open else f">= {lo}"
-            raise self.error(key, f"expected {unit} {bound}" + (f" and <= {hi}" if hi != float("inf") else "")
+            bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
+            raise self.error(key, f"expected {unit} {bound}" + (f" and <= {hi:g}" if hi != float("inf") else "")
                              + f", got {v!r}")
         return v
 
