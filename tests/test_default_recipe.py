@@ -98,6 +98,29 @@ def test_recipe_trains_the_last_block_and_layer_above_cached_prefixes(corpus, ru
         if name in aisfx and aisfx[name].is_floating_point() and (not name.startswith("blocks.3.") or "running" in name):
             assert torch.equal(aisfx[name].half().float(), q), f"{name} moved"
     assert not torch.equal(aisfx["blocks.3.conv1.weight"].half().float(), model.audio.blocks[3].conv1.weight)
+    # The run's own train_config.json is a config file that gives the same configuration back.
+    from train.train import parse_args
+    assert parse_args(["--config", str(run / "train_config.json")]) == parse_args(recipe_args(corpus, run))
+
+
+def test_label_batches_hold_one_clip_per_label_and_split_across_ranks():
+    from train.data import Clip
+    from train.prefix import LabelBatches
+    clips = [Clip(path=f"/x/{i}.wav", captions=[f"cap {i}"], label=f"l{i % 5}") for i in range(20)]
+    feats = [np.full((3, 2), i, np.float16) for i in range(20)]       # window values name the clip
+    cache = {t: np.full((1 + len(t) % 3, 4), 1.0, np.float32) for c in clips for t in (*c.captions, f"the {c.label}")}
+    one = LabelBatches(clips, feats, "the {}", cache, 4, 1, seed=3)
+    two = [LabelBatches(clips, feats, "the {}", cache, 2, 2, seed=3).micro_batch(7, r) for r in (0, 1)]
+    got = one.micro_batch(7, 0)
+    assert torch.equal(got["feats"], torch.cat([b["feats"] for b in two])), "ranks do not split the global batch"
+    owners = got["feats"][:, 0].int().tolist()
+    assert len({o % 5 for o in owners}) == 4, f"two clips of one label in a batch: {owners}"
+    lengths = got["state_mask"].sum(1)
+    assert got["states"].shape == (4, int(lengths.max()), 4) and set(lengths.tolist()) <= {1.0, 2.0, 3.0}
+    assert torch.equal(got["states"].abs().sum(2) > 0, got["state_mask"] > 0), "padding is not where the mask says"
+    assert not torch.equal(got["feats"], one.micro_batch(8, 0)["feats"]), "every step draws the same batch"
+    with pytest.raises(Exception, match="exceeds the 5 training labels"):
+        LabelBatches(clips, feats, "the {}", cache, 3, 2, seed=3)
 
 
 def test_resumed_recipe_ends_with_the_weights_of_the_uninterrupted_run(corpus, run, monkeypatch):
