@@ -18,7 +18,6 @@ import pytest
 
 from clap_rt.serve.config import load_config
 from clap_rt.serve.service import Service
-from clap_rt.serve.sinks import wait_until
 from clap_rt.serve.sinks.mqtt import discovery_messages, topic_slugs
 from fakes import FakeClap
 from test_serve import BANDS, read_jsonl, reference_events, streams_toml, write_config, write_scenes
@@ -29,6 +28,16 @@ pytestmark = pytest.mark.skipif(not MOSQUITTO, reason="the mosquitto broker is n
 
 USER, PASSWORD = "clap", "broker-test-pw"
 OBJECT_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def wait_until(pred, timeout: float, poll: float = 0.02) -> bool:
+    """Poll `pred` until true (True) or `timeout` s passed (False)."""
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        time.sleep(poll)
+    return True
 
 
 def free_port() -> int:

@@ -120,3 +120,23 @@ def test_bearer_token_and_a_refused_event(tmp_path):
     assert [b["id"] for b in r.bodies] == [reference[0]] + reference[2:]
     assert r.requests == 5 and r.bad_auth == 0              # the refused event: max_attempts = 2 tries
     assert (service.deliveries[1].rejected, service.deliveries[1].delivered) == (1, 3)
+
+
+def test_events_left_in_the_outbox_go_first_on_the_next_run(tmp_path):
+    paths = write_scenes(tmp_path, {"a": [(500.0, 1.0, 2.5)]})
+    port = free_port()
+    body = webhook_config(tmp_path, port, "token").replace("drain_seconds = 20", "drain_seconds = 0.2")
+    cfg = write_config(tmp_path, body + streams_toml(paths))
+    log = []
+    first = Service(load_config(str(cfg)), clap=FakeClap(BANDS), log=log.append)
+    run(first)                                   # nobody listens: both events stay in the outbox
+    assert len(first.deliveries[1].outbox) == 2
+    assert "clap-rt serve: sink webhook: 2 events left in the outbox for the next run" in log
+    r = Receiver(port, "token")
+    try:
+        second = Service(load_config(str(cfg)), clap=FakeClap(BANDS), log=lambda m: None)
+        run(second)
+    finally:
+        r.close()
+    ids = [b["id"] for b in r.bodies]
+    assert ids == [f"a-{first.run_id}-1", f"a-{first.run_id}-2", f"a-{second.run_id}-1", f"a-{second.run_id}-2"]

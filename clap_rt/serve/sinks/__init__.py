@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from typing import Callable
 
 from ..outbox import Outbox
@@ -103,12 +102,3 @@ def make_sink(cfg) -> Sink:
     from .webhook import WebhookSink
     return WebhookSink(cfg.name, **cfg.options)
 
-
-def wait_until(pred: Callable[[], bool], timeout: float, poll: float = 0.02) -> bool:
-    """Poll `pred` until true (True) or `timeout` s passed (False)."""
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            return False
-        time.sleep(poll)
-    return True
