@@ -249,6 +249,9 @@ def validate(cfg: TrainConfig) -> None:
         if m.audio_blocks < 0 or m.text_layers < 0:
             raise UserError(f"--audio-blocks / --text-layers: expected integers >= 0, got "
                             f"{m.audio_blocks} / {m.text_layers}")
+        if m.freeze_text or m.freeze_audio:
+            raise UserError("--freeze-text / --freeze-audio: with --audio-blocks and --text-layers, a frozen "
+                            "tower is --audio-blocks 0 or --text-layers 0")
         a = cfg.augment
         if a.gain_db or a.noise_prob or a.shift_prob or a.freq_masks or a.time_masks or a.mix_prob:
             raise UserError("--audio-blocks: the dB-frame augmentations do not apply to cached CNN maps; "
