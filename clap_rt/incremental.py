@@ -67,13 +67,13 @@ def stream_support(clap) -> Optional[str]:
     return incremental_support(getattr(clap, "model", None))
 
 
-def tower_for(clap, window_frames: int) -> "IncrementalTower":
+def tower_for(clap, window_frames: int, hop_frames: int) -> "IncrementalTower":
     """The incremental tower of a loaded `Clap` that passes `stream_support`, on the runtime of
     its engine (onnxruntime with its intra-op threads for the onnx engine, else PyTorch)."""
     engine = getattr(clap, "engine", None)
     runner = getattr(engine, "name", "torch")
     threads = engine.session.get_session_options().intra_op_num_threads or None if runner == "onnx" else None
-    return IncrementalTower(clap.model, window_frames, runner=runner, threads=threads)
+    return IncrementalTower(clap.model, window_frames, runner=runner, threads=threads, hop_frames=hop_frames)
 
 
 def time_stride(tower: SfxCNN) -> int:
@@ -95,7 +95,6 @@ class _Stage:
     weight None, a 2x2 max-pool."""
     weight: Optional[torch.Tensor]      # (C_out, C_in, 3, 3)
     bias: Optional[torch.Tensor]        # (C_out,)
-    index: int = -1                     # among the conv stages
 
     @property
     def conv(self) -> bool:
@@ -111,20 +110,18 @@ class _Bands:
     right: int
 
 
-def _folded(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d, index: int) -> _Stage:
+def _folded(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> _Stage:
     # Eval BatchNorm is a per-channel affine map: folded into the conv it saves an op per call
     # and changes only float rounding.
     with torch.no_grad():
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)                 # (C_out,)
-        return _Stage((conv.weight * scale[:, None, None, None]).contiguous(), bn.bias - bn.running_mean * scale,
-                      index)
+        return _Stage((conv.weight * scale[:, None, None, None]).contiguous(), bn.bias - bn.running_mean * scale)
 
 
 def _stages(tower: SfxCNN) -> list[_Stage]:
     out = []
     for block in tower.blocks:
-        n = sum(st.conv for st in out)
-        out += [_folded(block.conv1, block.bn1, n), _folded(block.conv2, block.bn2, n + 1)]
+        out += [_folded(block.conv1, block.bn1), _folded(block.conv2, block.bn2)]
         if block.pool > 1:
             if block.pool != 2:
                 raise ValueError(f"incremental tower: expected 2x2 pooling, got {block.pool}")
@@ -149,8 +146,11 @@ class IncrementalTower:
     """The streaming state of one `SfxCNN` tower for windows of `window_frames`.
 
     model: a `clap_rt.model.CLAP` whose tower passes `incremental_support` (eval mode, CPU);
-    its weights are read once, here. runner: "torch" runs the convolutions in eager PyTorch,
-    "onnx" as onnxruntime graphs (`clap_rt.engine.stage_graphs`, `threads` intra-op threads).
+    its weights are read once, here. hop_frames: the stream's hop (a multiple of the stride;
+    None: any). runner: "torch" runs eager PyTorch; "onnx" runs each window that continues the
+    last one by `hop_frames` as one onnxruntime graph (`clap_rt.engine.incremental_graph`: the
+    new frames and the held columns in, the embedding and the next held columns out; `threads`
+    intra-op threads), and the others (a stream's first window, one after a gap) in PyTorch.
     `embed(mel, first_frame)` gives the window's unit-norm joint embedding, equal to
     `model.encode_audio` of the same frames. `first_frame` is the window's first frame in the
     stream; windows must start on multiples of the tower's stride from the first one.
@@ -158,7 +158,8 @@ class IncrementalTower:
     `window_macs` those of re-encoding one window.
     """
 
-    def __init__(self, model, window_frames: int, runner: str = "torch", threads: Optional[int] = None):
+    def __init__(self, model, window_frames: int, runner: str = "torch", threads: Optional[int] = None,
+                 hop_frames: Optional[int] = None):
         reason = incremental_support(model)
         if reason is not None:
             raise ValueError(f"incremental tower: {reason}")
@@ -170,16 +171,25 @@ class IncrementalTower:
         if runner not in RUNNERS:
             raise ValueError(f"incremental tower: runner {runner!r}; expected one of {', '.join(RUNNERS)}")
         self.runner = runner
-        self._sessions = None
-        if runner == "onnx":
-            from .engine.stage_graphs import StageSessions
-            self._sessions = StageSessions([(st.weight, st.bias) for st in self._stages if st.conv], threads)
+        if hop_frames is not None and (hop_frames <= 0 or hop_frames % self.stride):
+            raise ValueError(f"incremental tower: hop_frames {hop_frames}; expected a multiple of {self.stride}")
+        if runner == "onnx" and hop_frames is None:
+            raise ValueError("incremental tower: the onnx runner needs hop_frames")
+        self.hop_frames = hop_frames
         self._bands = _window_bands(self._stages, self.window_frames)
         self._scale = [1]                       # frames per column at each stage
         for st in self._stages:
             self._scale.append(self._scale[-1] * (1 if st.conv else 2))
         self.window_macs = self._count_window_macs()
+        # Held columns as plain tensors (concatenated, sliced) rather than buffers written in
+        # place, so that a window's computation is a pure function a graph can be traced from.
+        self._functional = runner == "onnx"
+        self._graph = None
         self.reset()
+        if runner == "onnx":
+            from .engine.incremental_graph import SteadyGraph
+            self._graph = SteadyGraph(self, threads)
+            self.reset()
 
     def reset(self) -> None:
         """Forget the stream: the next window starts the columns afresh."""
@@ -207,10 +217,7 @@ class IncrementalTower:
 
     def _conv(self, st: _Stage, x: torch.Tensor) -> torch.Tensor:
         """(B, C, t, F) time-padded columns -> (B, C_out, t - 2, F), frequency padded as in the tower."""
-        if self._sessions is not None:
-            y = self._sessions.run(st.index, x)
-        else:
-            y = F.relu(F.conv2d(x, st.weight, st.bias, padding=(0, 1)))
+        y = F.relu(F.conv2d(x, st.weight, st.bias, padding=(0, 1)))
         self.macs += st.weight[0].numel() * y.shape[1] * y.shape[2] * y.shape[3] * y.shape[0]
         return y
 
@@ -247,6 +254,11 @@ class IncrementalTower:
 
     def _append(self, l: int, cols: torch.Tensor) -> None:
         k, n, buf = cols.shape[2], self._done[l] - self._start[l], self._cols[l]
+        if self._functional:
+            self._cols[l] = cols if n == 0 else torch.cat([self._stream_cols(l, self._start[l], self._done[l]), cols], 2)
+            self._start[l], self._off[l] = self._done[l] - n, 0
+            self._done[l] += k
+            return
         if buf is None or n + k > buf.shape[2]:
             new = cols.new_empty(cols.shape[:2] + (2 * (self._bands[l].n + n + k), cols.shape[3]))
             if buf is not None:
@@ -270,7 +282,11 @@ class IncrementalTower:
             if drop:
                 drop = min(drop, self._done[l] - self._start[l])
                 self._start[l] += drop
-                self._off[l] += drop
+                if self._functional:
+                    self._cols[l] = self._cols[l][:, :, self._off[l] + drop:] if self._start[l] < self._done[l] else None
+                    self._off[l] = 0
+                else:
+                    self._off[l] += drop
 
     # --- one window -------------------------------------------------------------------------
 
@@ -282,17 +298,24 @@ class IncrementalTower:
         if mel.shape[-1] != W:
             raise ValueError(f"incremental tower: expected a window of {W} frames, got {mel.shape[-1]}")
         self.macs = 0
-        x = self.tower.prepare(torch.from_numpy(np.ascontiguousarray(mel, np.float32))[None])   # (1, 1, W, F)
         o = self._origin
         end = None if o is None else o + self._done[0]                   # stream frames seen so far
         if o is None or first_frame < o or (first_frame - o) % self.stride or not first_frame <= end <= first_frame + W:
             self.reset()                # not the continuation of the last window: start afresh here
             self._origin, end = first_frame, first_frame
-        self._advance(x[:, :, end - first_frame:])
+        if self._graph is not None and self._graph.fits(self, end - first_frame):
+            return self._graph.step(self, mel)
+        return self.step(torch.from_numpy(np.ascontiguousarray(mel[:, end - first_frame:], np.float32))[None],
+                         first_frame)[0].float().numpy()
+
+    def step(self, new_mel: torch.Tensor, first_frame: int) -> torch.Tensor:
+        """The frames of the window at `first_frame` not seen yet, (1, n_mels, k) dB -> (1, D)
+        unit-norm embedding; advances the held columns."""
+        self._advance(self.tower.prepare(new_mel))                        # (1, 1, k, F) prepared
         feats = self._window_cols(first_frame)                            # (1, C, n_last, F')
         e = self.model.audio_projection(self.tower.pool(feats))
-        self._trim(first_frame + self.stride)
-        return F.normalize(e, dim=-1)[0].float().numpy()
+        self._trim(first_frame + (self.hop_frames or self.stride))
+        return F.normalize(e, dim=-1)
 
     def _window_cols(self, first_frame: int) -> torch.Tensor:
         """The window's columns at the last stage: edge bands recomputed, the rest the stream's."""

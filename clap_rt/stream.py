@@ -129,31 +129,35 @@ class ClapStream:
         rounds the hop for it."""
         if incremental is False:
             return None
-        from .incremental import aligned_hop_frames, stream_support, tower_for   # imports torch
+        from .incremental import aligned_hop_frames, stream_support, time_stride, tower_for   # imports torch
         reason = stream_support(self.clap)
         if reason is not None:
             if incremental:
                 raise UserError(f"incremental encoding: {reason}")
             return None
-        tower = tower_for(self.clap, self.window_frames)
-        h = aligned_hop_frames(self.hop_frames, tower.stride, self.window_frames)
+        stride = time_stride(self.clap.model.audio)
+        h = aligned_hop_frames(self.hop_frames, stride, self.window_frames)
         if h > self.window_frames:
             if incremental:
                 raise UserError(f"incremental encoding: the window ({self.window_frames} frames) is shorter "
-                                f"than the audio tower's time stride ({tower.stride} frames)")
+                                f"than the audio tower's time stride ({stride} frames)")
             return None
         if h != self.hop_frames:
             sec = self.fe.hop_length / self.fe.sample_rate
             self.notice = (f"hop {hop} s rounded to {h * sec:.3f} s ({h} frames): incremental encoding needs a "
-                           f"multiple of the audio tower's time stride ({tower.stride} frames, "
-                           f"{tower.stride * sec:.3f} s)")
+                           f"multiple of the audio tower's time stride ({stride} frames, {stride * sec:.3f} s)")
             self.hop_frames = h
-        return tower
+        return tower_for(self.clap, self.window_frames, h)
 
     @property
     def incremental(self) -> bool:
         """Whether windows are encoded incrementally (else each is re-encoded)."""
         return self._tower is not None
+
+    @property
+    def tower_state(self):
+        """The `IncrementalTower` holding the audio tower's activations (None: re-encoding)."""
+        return self._tower
 
     def reset(self) -> None:
         """Forget all audio: a new stream starts at time 0."""

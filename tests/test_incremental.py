@@ -68,9 +68,13 @@ def test_onnx_runner_equals_reencoding(window_frames):
     pytest.importorskip("onnxruntime")
     model = random_bn_model(3)
     mel = stream_mel(5.0, model.config.frontend, seed=3)
-    tower = IncrementalTower(model, window_frames, runner="onnx", threads=1)
-    cos = worst_cosine(model, tower, mel, range(0, mel.shape[1] - window_frames + 1, 16))
+    tower = IncrementalTower(model, window_frames, runner="onnx", threads=1, hop_frames=16)
+    steady = tower.macs_steady = tower._graph.macs
+    # a first window, steady ones (the graph), a gap, steady ones again
+    starts = [0, 16, 32, 48, 96, 112, 128]
+    cos = worst_cosine(model, tower, mel, starts)
     assert cos >= 1 - 1e-6, f"W={window_frames}: min cosine {cos:.9f} to re-encoding"
+    assert tower.macs == steady
 
 
 def test_gaps_restarts_and_reset_stay_exact():
@@ -114,10 +118,13 @@ def test_unsupported_towers_say_why():
 
 # --- in the stream ---------------------------------------------------------------------------
 
-def test_stream_scores_equal_reencoding(tiny_model_dir):
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_stream_scores_equal_reencoding(tiny_model_dir, backend):
     from clap_rt.stream import ClapStream
     from clap_rt.zeroshot import Clap
-    clap = Clap.load(tiny_model_dir, backend="torch")
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+    clap = Clap.load(tiny_model_dir, backend=backend)
     rng = np.random.default_rng(2)
     audio = (0.05 * rng.standard_normal(6 * 44100)).astype(np.float32) + np.tile(tone(800, 0.5), 12)
     runs = {}
@@ -137,7 +144,7 @@ def test_stream_scores_equal_reencoding(tiny_model_dir):
             out.append((w.index, w.start, s.score(w).scores))
         runs[inc] = out, s
     (inc_out, s_inc), (ref_out, s_ref) = runs[True], runs[False]
-    assert s_inc.incremental and not s_ref.incremental
+    assert s_inc.incremental and not s_ref.incremental and s_inc.tower_state.runner == backend
     assert s_inc.notice == ("hop 0.5 s rounded to 0.557 s (24 frames): incremental encoding needs a multiple "
                             "of the audio tower's time stride (8 frames, 0.186 s)")
     assert s_ref.notice is None and s_ref.hop_frames == 22
