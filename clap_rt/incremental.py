@@ -331,7 +331,10 @@ class IncrementalTower:
                 x_left = F.pad(cols(0, min(n_in, b.left + 1)), (0, 0, 1, int(b.left + 1 > n_in)))
                 if b.right < b.n:
                     x_right = F.pad(cols(max(b.right - 1, 0), n_in), (0, 0, int(b.right == 0), 1))
-                    new_left, new_right = self._conv_pair(st, x_left, x_right)
+                    if self._functional:    # a graph runs each band on its own, no columns wasted
+                        new_left, new_right = self._conv(st, x_left), self._conv(st, x_right)
+                    else:
+                        new_left, new_right = self._conv_pair(st, x_left, x_right)
                 else:
                     new_left, new_right = self._conv(st, x_left), None
             else:
