@@ -14,6 +14,13 @@ at a fixed SNR. Each scene runs through the `clap-rt listen --fast` pipeline
              time with some label on (a label stuck on is one false alarm but a long one)
   RTF        frontend + model seconds per audio second; the baseline recomputes each window's
              log-mel from its raw audio (no incremental frontend), measured on the same audio
+--encoder compares the incremental audio tower (what `listen` runs) with re-encoding each
+window, both at the tower-aligned hop, chunk by chunk on the same audio in one process
+(--audio FILE, default the demo recording, then --background-seconds of background noise):
+convolution FLOPs per hop, compute per hop, RTF with the frontend, the largest cosine gap and
+score difference between the two, and the cost per hop with 1 / 10 / 100 / 1000 labels (their
+embeddings made once, before the stream); --backends names the engines (default torch,onnx).
+It needs no corpus.
 Thresholds: the model's `event_thresholds` (what `clap-rt listen` uses) unless --on/--off.
 --enrol K also enrols each label from K clips of recordings the scenes do not use (`Clap.enrol`
 with the label's name as text, its default scoring, background and fitted thresholds) and
@@ -143,6 +150,142 @@ def score_stream(clap, audio: np.ndarray, labels, hop: float):
     windows: list = []
     stats = run_stream(ArraySource(audio, clap.sample_rate, block=1024), stream, windows.append, live=False)
     return windows, stats
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags that decide conv and int8 speed here (avx2, avx512_vnni), from /proc/cpuinfo."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+ENCODER_CHUNK = 4410          # samples per accept_waveform call (0.1 s at 44.1 kHz)
+LABEL_COUNTS = (1, 10, 100, 1000)
+
+
+def encoder_figures(clap, audio: np.ndarray, hop: float) -> dict:
+    """Incremental tower vs re-encoding on the same audio, fed to both streams chunk by chunk
+    (so a busy machine slows both alike): FLOPs, compute per hop, RTF with the frontend,
+    the largest cosine gap and score difference, and the cost per hop by number of labels."""
+    from clap_rt.stream import ClapStream
+    labels = ["dog", "door", "thunder", "car horn", "gunshot"]
+    inc = ClapStream(clap, labels, clap.sample_rate, hop=hop)
+    if not inc.incremental:
+        raise UserError(f"--encoder: the model's audio tower is re-encoded every window ({clap.config.audio.kind})")
+    ref = ClapStream(clap, labels, clap.sample_rate, hop=inc.hop_seconds, incremental=False)
+    # frontend seconds and per-window seconds, by wall clock and by this thread's CPU time (one
+    # thread computes everything: the CPU time is what a quiet machine's wall clock would read)
+    spent = {(n, c): [0.0, []] for n in ("inc", "ref") for c in ("wall", "cpu")}
+    gaps, score_diff, macs = [], 0.0, []
+    for i in range(0, len(audio), ENCODER_CHUNK):
+        done = {}
+        for name, s in (("inc", inc), ("ref", ref)):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            s.accept_waveform(audio[i:i + ENCODER_CHUNK])
+            spent[name, "wall"][0] += time.perf_counter() - t0
+            spent[name, "cpu"][0] += time.thread_time() - c0
+            done[name] = []
+            while s.windows_ready:
+                w = s.pop_window()
+                t0, c0 = time.perf_counter(), time.thread_time()
+                e = s.embed_window(w)
+                sc = s.score_embeddings(e[None])[0]
+                spent[name, "wall"][1].append(time.perf_counter() - t0)
+                spent[name, "cpu"][1].append(time.thread_time() - c0)
+                done[name].append((e, sc))
+                if name == "inc" and w.frame is not None:
+                    macs.append(s.tower_state.macs)
+        for (e1, s1), (e2, s2) in zip(done["inc"], done["ref"]):
+            gaps.append(1.0 - float(e1 @ e2))
+            score_diff = max(score_diff, float(np.abs(s1 - s2).max()))
+    seconds = len(audio) / clap.sample_rate
+    out = {"engine": clap.engine.name, "runner": inc.tower_state.runner, "hop_requested_s": hop,
+           "hop_s": inc.hop_seconds, "hop_notice": inc.notice, "windows": len(gaps), "audio_seconds": seconds,
+           "conv_gflops_per_hop_incremental": 2e-9 * float(np.median(macs[1:])),
+           "conv_gflops_per_hop_reencoding": 2e-9 * inc.tower_state.window_macs,
+           "max_cosine_gap": max(gaps), "max_score_difference": score_diff}
+    out["flops_ratio"] = out["conv_gflops_per_hop_reencoding"] / out["conv_gflops_per_hop_incremental"]
+    for (name, clock), (fe_s, per) in spent.items():
+        out[f"{name}_compute_per_hop_p50_ms_{clock}"] = 1e3 * float(np.percentile(per, 50))
+        out[f"{name}_frontend_ms_per_audio_s_{clock}"] = 1e3 * fe_s / seconds
+        out[f"{name}_rtf_{clock}"] = (fe_s + sum(per)) / seconds
+    for clock in ("wall", "cpu"):
+        out[f"rtf_ratio_{clock}"] = out[f"ref_rtf_{clock}"] / out[f"inc_rtf_{clock}"]
+    out["labels"] = labels_cost(clap, audio[: 20 * clap.sample_rate], inc.hop_seconds)
+    return out
+
+
+def labels_cost(clap, audio: np.ndarray, hop: float) -> list[dict]:
+    """Per number of labels: seconds to embed them once, then per hop (p50, ms of CPU time) the
+    compute (embedding + scoring) and the scoring alone."""
+    from clap_rt.stream import ClapStream
+    rows = []
+    for n in LABEL_COUNTS:
+        t0 = time.perf_counter()
+        s = ClapStream(clap, [f"sound number {i}" for i in range(n)], clap.sample_rate, hop=hop)
+        setup = time.perf_counter() - t0
+        per, scoring = [], []
+        s.accept_waveform(audio)
+        while s.windows_ready:
+            w = s.pop_window()
+            c0 = time.thread_time()
+            e = s.embed_window(w)
+            c1 = time.thread_time()
+            s.score_embeddings(e[None])
+            per.append(time.thread_time() - c0)
+            scoring.append(time.thread_time() - c1)
+        rows.append({"labels": n, "label_setup_s": setup, "compute_per_hop_p50_ms_cpu": 1e3 * float(np.median(per[1:])),
+                     "scoring_per_hop_p50_ms_cpu": 1e3 * float(np.median(scoring[1:]))})
+    return rows
+
+
+def run_encoder(args: argparse.Namespace) -> int:
+    """--encoder: the incremental tower against re-encoding, per backend; print and write."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from clap_rt.audio import load_audio
+    from clap_rt.checkpoints import load_model
+    from clap_rt.zeroshot import Clap
+    torch.set_num_threads(args.threads)
+    model, tok = load_model(args.model)
+    rate = model.config.frontend.sample_rate
+    audio = load_audio(args.audio, rate)
+    bg = background_noise(int(args.background_seconds * rate), rate, np.random.default_rng(args.seed))
+    audio = np.concatenate([audio, bg]).astype(np.float32)
+    res = {"model": model.config.name, "threads": args.threads, "cpu_flags": cpu_flags(), "audio": str(args.audio),
+           "load_average": os.getloadavg(), "runs": []}
+    for backend in args.backends.split(","):
+        clap = Clap(model, tok, backend=backend, threads=args.threads)
+        r = encoder_figures(clap, audio, args.hop)
+        res["runs"].append(r)
+        print(f"{res['model']}, engine {r['engine']}, {args.threads} thread(s), CPU {' '.join(res['cpu_flags'])}, "
+              f"load average {os.getloadavg()[0]:.1f}; "
+              f"{r['hop_notice'] or 'hop ' + format(r['hop_s'], '.3f') + ' s'}; {r['windows']} windows of "
+              f"{r['audio_seconds']:.0f} s")
+        rows = [("conv GFLOPs per hop, incremental / re-encoding",
+                 f"{r['conv_gflops_per_hop_incremental']:.3f} / {r['conv_gflops_per_hop_reencoding']:.3f} "
+                 f"({r['flops_ratio']:.2f}x fewer)"),
+                *[(f"compute per hop p50 ({clock}), incremental / re-encoding",
+                   f"{r[f'inc_compute_per_hop_p50_ms_{clock}']:.1f} / {r[f'ref_compute_per_hop_p50_ms_{clock}']:.1f} ms")
+                  for clock in ("cpu", "wall")],
+                *[(f"RTF with the frontend ({clock}), incremental / re-encoding",
+                   f"{r[f'inc_rtf_{clock}']:.4f} / {r[f'ref_rtf_{clock}']:.4f} ({r[f'rtf_ratio_{clock}']:.2f}x)")
+                  for clock in ("cpu", "wall")],
+                ("max cosine gap / max score difference", f"{r['max_cosine_gap']:.1e} / {r['max_score_difference']:.1e}")]
+        rows += [(f"{c['labels']} labels: compute / scoring per hop p50 (cpu), setup",
+                  f"{c['compute_per_hop_p50_ms_cpu']:.1f} / {c['scoring_per_hop_p50_ms_cpu']:.3f} ms, "
+                  f"{c['label_setup_s']:.1f} s") for c in r["labels"]]
+        w = max(len(k) for k, _ in rows)
+        for k, v in rows:
+            print(f"  {k:<{w}}  {v}")
+    if args.json == "-":
+        print(json.dumps(res, indent=2))
+    elif args.json:
+        from clap_rt.checkpoints import atomic_write_bytes
+        atomic_write_bytes(args.json, (json.dumps(res, indent=2) + "\n").encode())
+    return 0
 
 
 def decide(windows: list, labels: list, on: float, off: float, per_label: dict | None = None) -> list:
@@ -282,7 +425,8 @@ def run(args: argparse.Namespace) -> int:
         enrolled = {"examples_per_label": args.enrol,
                     **detection_scores(truth, enrolled_windows, bg_enrolled, args.background_seconds, labels,
                                        on, off, per_label), "label_thresholds": per_label}
-    base = baseline_rtf(clap, bg, args.hop)          # the same background audio as ours_bg
+    # the same background audio as ours_bg, at the hop the stream ran (rounded for the incremental tower)
+    base = baseline_rtf(clap, bg, bg_windows[1].start - bg_windows[0].start)
     ours_bg = (sum(bg_stats.compute) + bg_stats.frontend_seconds) / bg_stats.audio_seconds
 
     def scores_at(on_: float, off_: float) -> dict:
@@ -291,7 +435,8 @@ def run(args: argparse.Namespace) -> int:
     res = {
         "model": clap.config.name, "labels": labels, "split": args.split, "source": args.source,
         "scenes": args.scenes, "events": sum(map(len, truth.values())),
-        "hop_s": args.hop, "snr_db": args.snr_db, **scores_at(on, off),
+        "hop_s": args.hop, "hop_run_s": bg_windows[1].start - bg_windows[0].start, "snr_db": args.snr_db,
+        **scores_at(on, off),
         "rtf_stream": ours_s / audio_s, "rtf_stream_background": ours_bg, "rtf_baseline_recompute": base,
         "compute_per_hop_p50_ms": 1e3 * float(np.percentile(compute, 50)),
         "compute_per_hop_p95_ms": 1e3 * float(np.percentile(compute, 95)),
@@ -363,8 +508,13 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results as JSON to this file ('-' prints them)")
+    p.add_argument("--encoder", action="store_true",
+                   help="only compare the incremental audio tower with re-encoding (no corpus needed)")
+    p.add_argument("--audio", type=Path, default=Path(__file__).resolve().parents[1] / "demo" / "soundscape.flac",
+                   help="--encoder: the recording streamed before the background noise")
+    p.add_argument("--backends", default="torch,onnx", help="--encoder: comma-separated engines")
     args = p.parse_args(argv)
-    return run_program(PROG, lambda: run(args))
+    return run_program(PROG, lambda: run_encoder(args) if args.encoder else run(args))
 
 
 if __name__ == "__main__":
