@@ -8,7 +8,8 @@ only where the stream starts) and assembles each window from them:
 - Stages. `SfxCNN` is a chain of time-local stages: 3x3 conv + BatchNorm (eval: a per-channel
   affine map) + ReLU, which reads columns t-1..t+1, and 2x2 max-pool (floor), which reads
   columns 2t, 2t+1. The frequency axis is always whole; only time is cut. `prepare` is per
-  bin (no per-window normalisation when `level_ref_db` is None).
+  bin (no per-window normalisation when `level_ref_db` is None), and streamed frames have no
+  per-clip floor (`StreamingLogMel` refuses `top_db`).
 - Time stride. After the pools a column of stage l covers `2**pools` frames (8 for the
   bundled model: 0.186 s); a window start that is a multiple of it puts the window's pooling
   grid on the stream's, so hops are multiples of the stride (`aligned_hop_frames`).
@@ -20,8 +21,9 @@ only where the stream starts) and assembles each window from them:
   window values, padded as re-encoding pads; the columns between are the stream's, computed
   once. The result equals re-encoding up to float32 summation order (tests: cosine >= 1 - 1e-6).
 - Cost. The bands widen with depth (bundled model, per side: 1-2 columns in block 1, 4 of the
-  10 columns of block 4), so at a 24-frame hop (0.557 s) a window costs about 0.6 of a
-  re-encoding (`macs` counts it); the stream's new columns are the smaller part.
+  10 columns of block 4), so at a 24-frame hop (0.557 s) a window costs 0.57 of a
+  re-encoding's convolution FLOPs (`macs` counts them; 0.61 in eager PyTorch, which runs both
+  bands as one batch of two): the bands are most of it, the stream's new columns the rest.
 - Skipped windows. A window whose frames do not follow the previous one's (skipped windows,
   a new stream) starts the stream's columns afresh at its first frame: zero padding there is
   the window's own, and no later window's interior reaches it, so this too is exact.
