@@ -133,7 +133,9 @@ def iter_windows(blocks: Iterable[np.ndarray], window: int, hop: int | None = No
     holding at most one window and one block of the audio at a time."""
     if short not in SHORT_CLIPS:
         raise ValueError(f"short: expected one of {SHORT_CLIPS}, got {short!r}")
-    hop = hop or window // 2
+    hop = hop or max(1, window // 2)
+    if window < 1 or hop < 1:
+        raise ValueError(f"window, hop: expected integers >= 1, got {window}, {hop}")
     buf, first = np.zeros(0, np.float32), 0      # buf holds samples [first, n)
     n, start, last_start = 0, 0, None
     for b in blocks:

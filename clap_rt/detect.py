@@ -74,14 +74,25 @@ class Thresholds:
                                    "`clap-rt calibrate`", expected="expected a thresholds file")
         if not isinstance(doc, dict) or doc.get("format") != THRESHOLDS_FORMAT:
             raise UserError(f"{path}: expected format {THRESHOLDS_FORMAT!r} (from `clap-rt calibrate`)")
+        labels, background, template = doc.get("labels", {}), doc.get("background"), doc.get("template")
+        if not isinstance(labels, dict):
+            raise UserError(f"{path}: labels: expected {{label: {{\"on\": number, \"off\": number}}}}, "
+                            f"got {type(labels).__name__}")
+        if background is not None and not (isinstance(background, list) and all(isinstance(b, str) for b in background)):
+            raise UserError(f"{path}: background: expected a list of prompts, got {background!r}")
+        if template is not None:
+            from .zeroshot import check_template
+            if not isinstance(template, str):
+                raise UserError(f"{path}: template: expected a string with '{{}}', got {template!r}")
+            check_template(template, f"{path}: template")
         on, off = {}, {}
-        for label, t in doc.get("labels", {}).items():
+        for label, t in labels.items():
             try:
                 on[label], off[label] = float(t["on"]), float(t["off"])
             except (KeyError, TypeError, ValueError):
                 raise UserError(f"{path}: label {label!r}: expected {{\"on\": number, \"off\": number}}, got {t!r}")
-        th = cls(on, off, background=doc.get("background"), template=doc.get("template"),
-                 meta=doc.get("meta") or {})
+        meta = doc.get("meta") or {}
+        th = cls(on, off, background=background, template=template, meta=meta if isinstance(meta, dict) else {})
         for label in on:
             check_pair(th.on[label], th.off[label], f"{path}: label {label!r}")
         return th

@@ -1,11 +1,13 @@
 """What `clap-rt listen` shows: a live terminal view (rich) and a score timeline (--plot)."""
 from __future__ import annotations
 
+import io
 from collections import deque
 from typing import Sequence
 
 import numpy as np
 
+from .checkpoints import atomic_write_bytes
 from .detect import Event
 
 
@@ -105,6 +107,8 @@ class TimelinePlot:
         ax.legend(loc="upper right", fontsize="small")
         ax.set_title("clap-rt listen: scores (lines), on thresholds (dotted), events (shaded)")
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
         plt.close(fig)
+        atomic_write_bytes(path, buf.getvalue())
 

@@ -12,10 +12,10 @@ import sys
 
 import numpy as np
 
-from ..audio import find_audio_files, load_audio
+from ..audio import find_audio_files, read_blocks
 from ..detect import Thresholds, fit_thresholds
 from ..errors import UserError
-from .common import add_label_options, add_model_options, load_clap, read_labels
+from .common import add_label_options, add_model_options, check_writable, load_clap, read_labels
 from .listen import add_stream_options, background_prompts
 
 
@@ -57,13 +57,14 @@ def example_files(items: list[str], labels: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def window_scores(stream, audio: np.ndarray) -> np.ndarray:
-    """Every window of `audio` (at the stream's input rate) -> (K, L) scores; the stream is reset."""
-    from ..sources import ArraySource
+def window_scores(stream, path: str) -> np.ndarray:
+    """Every window of the file `path`, decoded block by block and resampled to the stream's
+    input rate -> (K, L) scores; the stream is reset. A bad file is a UserError naming it."""
+    from ..sources import BlockSource
     from ..stream import run_stream
     rows: list = []
     stream.reset()
-    run_stream(ArraySource(audio, stream.input_rate, block=stream.input_rate), stream,
+    run_stream(BlockSource(read_blocks(path, stream.input_rate, block_seconds=1.0), stream.input_rate), stream,
                lambda w: rows.append(w.scores), live=False)
     return np.stack(rows)
 
@@ -72,6 +73,7 @@ def run(args) -> int:
     from ..stream import ClapStream
     label_set = read_labels(args)
     labels = label_set.names
+    check_writable(args.output, "-o")
     examples = example_files(args.examples, labels)
     if not any(examples.values()) and not args.background_audio:
         raise UserError("calibrate: expected example clips (--examples) and/or background audio (--background)")
@@ -81,17 +83,31 @@ def run(args) -> int:
                         background=prompts, template=args.template)
     peaks = {label: [] for label in labels}
     negatives = {label: [] for label in labels}
+    failed = 0
+
+    def scores(path: str):
+        """(K, L) window scores of `path`, or None: a bad file is reported and skipped."""
+        nonlocal failed
+        try:
+            return window_scores(stream, path)
+        except UserError as e:
+            print(f"clap-rt calibrate: error: {e}", file=sys.stderr)
+            failed += 1
+            return None
+
     for label, files in examples.items():
         for path in files:
-            s = window_scores(stream, load_audio(path, clap.sample_rate))      # (K, L)
+            s = scores(path)      # (K, L)
             for j, other in enumerate(labels):
+                if s is None:
+                    break
                 if other == label:
                     peaks[other].append(float(s[:, j].max()))
                 else:
                     negatives[other] += s[:, j].tolist()
     for path in args.background_audio:
-        s = window_scores(stream, load_audio(path, clap.sample_rate))
-        for j, label in enumerate(labels):
+        s = scores(path)
+        for j, label in enumerate(labels if s is not None else []):
             negatives[label] += s[:, j].tolist()
     th = Thresholds(background=prompts, template=args.template,
                     meta={"model": clap.config.name, "hop": args.hop, "window": args.window})
@@ -104,5 +120,5 @@ def run(args) -> int:
               f"negative windows; {note})", file=sys.stderr)
     th.save(args.output)
     print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    return 2 if failed else 0
 

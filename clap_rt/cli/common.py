@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 
 from ..engine import BACKENDS
 from ..errors import UserError
@@ -36,11 +38,32 @@ def read_labels(args):
     if args.labels is not None:
         return LabelSet.parse(args.labels, "--labels")
     try:
-        with open(args.labels_file, encoding="utf-8") as f:
-            text = f.read()
+        with open(args.labels_file, "rb") as f:
+            data = f.read()
     except (FileNotFoundError, IsADirectoryError):
         raise UserError(f"{args.labels_file}: labels file not found; expected a text file with one label per line")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{args.labels_file}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                        f"expected a UTF-8 text file with one label per line")
     return LabelSet.parse(text, args.labels_file)
+
+
+def check_writable(path: str, flag: str) -> None:
+    """Before any audio is read: `path` is a file that can be written (its folder exists and
+    takes a new file), so a long run does not fail at its very end."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path}: is a folder; expected a file to write")
+    if not os.path.isdir(folder):
+        raise UserError(f"{flag} {path}: folder {folder} not found")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".clap-rt-probe.")
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot write in {folder} ({e.strerror})")
+    os.close(fd)
+    os.unlink(probe)
 
 
 def load_clap(args):

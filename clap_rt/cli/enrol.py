@@ -12,7 +12,7 @@ import sys
 from ..audio import find_audio_files
 from ..errors import UserError
 from ..prototypes import DEFAULT_TEXT_WEIGHT, SCORINGS
-from .common import add_model_options, load_clap
+from .common import add_model_options, check_writable, load_clap
 
 
 def add_parser(sub) -> None:
@@ -43,8 +43,7 @@ def run(args) -> int:
         raise UserError(f"{args.output}: label pack not found; --add grows an existing pack (drop --add to make one)")
     if not args.add and os.path.exists(args.output):
         raise UserError(f"{args.output}: already exists; pass --add to grow it, or choose another -o")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-        raise UserError(f"{args.output}: folder not found")
+    check_writable(args.output, "-o")
     pack = LabelPack.load(args.output) if args.add else None
     files = find_audio_files(args.examples)
     if not files:

@@ -7,7 +7,7 @@ import sys
 
 from ..detect import DEFAULT_BACKGROUND, DetectorConfig, EventDetector, Thresholds, check_pair
 from ..errors import UserError
-from .common import add_label_options, add_model_options, load_clap, read_labels
+from .common import add_label_options, add_model_options, check_writable, load_clap, read_labels
 
 
 def add_stream_options(p) -> None:
@@ -46,6 +46,8 @@ def add_parser(sub) -> None:
     d.add_argument("--debounce", type=float, default=0.0, help="gaps shorter than this (s) do not end an event")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="JSON lines on stdout: one per start / end event")
+    o.add_argument("--caption", action="store_true",
+                   help="add a caption of the event's strongest window to each end (models with a captioner)")
     o.add_argument("--plot", default=None, metavar="PNG", help="write the score timeline with events to PNG")
     o.add_argument("--no-view", action="store_true", help="no live terminal view even on a terminal")
     p.set_defaults(func=run)
@@ -87,10 +89,16 @@ def run(args) -> int:
     from ..stream import ClapStream, StreamStats, run_stream
 
     labels = read_labels(args)
+    if args.plot:
+        check_writable(args.plot, "--plot")
     clap = load_clap(args)
     labels.check_model(clap)             # a pack from another model: before any audio is opened
     thresholds = load_thresholds(args, labels, clap.config.event_thresholds)
     names = labels.names
+    captions = None
+    if args.caption:
+        from ..caption import EventCaptions
+        captions = EventCaptions(clap.captioner, names)
     detector = EventDetector(names, thresholds, DetectorConfig(
         smoothing=args.smoothing, smooth_windows=args.smooth_windows, ema_alpha=args.ema_alpha,
         min_duration=args.min_duration, debounce=args.debounce))
@@ -106,11 +114,14 @@ def run(args) -> int:
     plot = TimelinePlot(names, pairs) if args.plot else None
 
     def emit(window, events) -> None:
+        if captions is not None and window is not None:
+            captions.update(window.scores, window.embedding)
         for e in events:
+            caption = captions.end(e.label) if captions is not None and e.kind == "end" else None
             if args.json:
-                print(json.dumps(e.to_json()), flush=True)
+                print(json.dumps(e.to_json() if caption is None else {**e.to_json(), "caption": caption}), flush=True)
             elif view is None:
-                print(event_line(e), flush=True)
+                print(event_line(e) + (f"  {caption}" if caption is not None else ""), flush=True)
         for sink in (view, plot):
             if sink is not None:
                 sink.update(window, events)
@@ -118,18 +129,20 @@ def run(args) -> int:
     stats = StreamStats()
     live = args.input is None or not args.fast
     source.start()
-    try:
-        with view if view is not None else contextlib.nullcontext():
-            try:
-                run_stream(source, stream, lambda w: emit(w, detector.update(w)), live=live, stats=stats)
-            except KeyboardInterrupt:
-                pass            # Ctrl-C: close open events and print the summary below
-            finally:
-                source.stop()
-            emit(None, detector.finish())
-    finally:
-        stats.dropped_chunks, stats.overflows = source.dropped, source.overflows
-        print(f"clap-rt listen: {stats.summary_line()}", file=sys.stderr, flush=True)
+    with view if view is not None else contextlib.nullcontext():
+        try:
+            run_stream(source, stream, lambda w: emit(w, detector.update(w)), live=live, stats=stats)
+        except KeyboardInterrupt:
+            pass            # Ctrl-C: close open events and print the summary below
+        except UserError as e:
+            # The input failed (a file damaged half way): its one-line error, no summary after it.
+            raise UserError(str(e) if str(e).startswith(source.name) else f"{source.name}: {e}")
+        finally:
+            source.stop()
+        emit(None, detector.finish())
+    stats.dropped_chunks, stats.overflows = source.dropped, source.overflows
+    zeroed = f", NaN/Inf samples zeroed {source.nonfinite}" if source.nonfinite else ""
+    print(f"clap-rt listen: {stats.summary_line()}{zeroed}", file=sys.stderr, flush=True)
     if plot is not None:
         plot.save(args.plot)
     return 0

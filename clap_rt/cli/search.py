@@ -20,13 +20,29 @@ def add_parser(sub) -> None:
 
 
 def load_index(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """An index from `clap-rt embed -o` -> (paths (N,) str, embeddings (N, D) float32); a missing,
+    cut short or inconsistent file, or a non-finite embedding, is a one-line UserError."""
+    import zipfile
+    expected = "expected a .npz written by `clap-rt embed -o`"
     try:
-        with np.load(path) as z:
-            return z["paths"], z["embeddings"].astype(np.float32)
+        with np.load(path, allow_pickle=False) as z:
+            paths, embs = z["paths"], z["embeddings"]
     except FileNotFoundError:
-        raise UserError(f"{path}: index not found; expected a .npz written by `clap-rt embed -o`")
-    except (KeyError, ValueError, OSError):
-        raise UserError(f"{path}: not an index; expected a .npz with 'paths' and 'embeddings'")
+        raise UserError(f"{path}: index not found; {expected}")
+    except KeyError as e:
+        raise UserError(f"{path}: not an index (no {e} array); {expected} with 'paths' and 'embeddings'")
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: not an index, or cut short ({str(e).splitlines()[0]}); {expected}")
+    if paths.ndim != 1 or paths.dtype.kind != "U":
+        raise UserError(f"{path}: 'paths' is {paths.dtype} of shape {paths.shape}; {expected} (N,) strings")
+    if embs.ndim != 2 or embs.dtype.kind != "f" or embs.shape[0] != paths.shape[0]:
+        raise UserError(f"{path}: 'embeddings' is {embs.dtype} of shape {embs.shape} for {paths.shape[0]} paths; "
+                        f"{expected} (N, D) floats")
+    bad = np.flatnonzero(~np.isfinite(embs).all(axis=1))
+    if bad.size:
+        raise UserError(f"{path}: {bad.size} embedding(s) are not finite (NaN/Inf), the first for "
+                        f"{paths[bad[0]]}; re-run `clap-rt embed`")
+    return paths, embs.astype(np.float32)
 
 
 def run(args) -> int:
