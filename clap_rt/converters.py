@@ -13,16 +13,15 @@ strictly: a missing or unexpected key is an error that names it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoints import load_state_strict
+from .checkpoints import load_state_strict, read_safetensors
 from .config import GPT2_BASE, HTSATConfig, ModelConfig, ProjectionConfig, laion_htsat_tiny, msclap_2023
-from .errors import UserError
+from .errors import UserError, read_json_file
 from .model import CLAP
 
 MELW_TOLERANCE = 1e-4
@@ -118,11 +117,13 @@ def convert_hf(folder, notes: list | None = None) -> CLAP:
     `ClapProcessor`), else the laion-htsat-tiny preset.
     """
     folder = Path(folder)
+    hf = read_json_file(folder / "config.json", f"{folder}: expected a transformers ClapModel folder with config.json")
+    if not isinstance(hf, dict):
+        raise UserError(f"{folder / 'config.json'}: expected a transformers ClapConfig object")
     try:
-        hf = json.loads((folder / "config.json").read_text())
-    except FileNotFoundError:
-        raise UserError(f"{folder}: expected a transformers ClapModel folder with config.json")
-    cfg = hf_model_config(hf, _read_json(folder / "preprocessor_config.json"), str(folder))
+        cfg = hf_model_config(hf, _read_json(folder / "preprocessor_config.json"), str(folder))
+    except (KeyError, TypeError, ValueError, IndexError) as e:     # a field missing or of the wrong kind
+        raise UserError(f"{folder / 'config.json'}: {type(e).__name__}: {e}; expected a transformers ClapConfig")
     state = _read_safetensors_or_bin(folder)
     return _build(cfg, _hf_rename(state), HF_EXTRAS, str(folder), notes)
 
@@ -135,7 +136,11 @@ def hf_model_config(hf: dict, preprocessor: dict | None, src: str) -> ModelConfi
         raise RuntimeError("converting a transformers folder requires the transformers package "
                            "(pip install transformers)") from e
     # Through ClapConfig so that fields save_pretrained left out take transformers' defaults.
-    full = transformers.ClapConfig.from_dict(hf)
+    try:
+        full = transformers.ClapConfig.from_dict(hf)
+    except Exception as e:      # huggingface_hub's validation errors derive from Exception alone
+        why = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise UserError(f"{src}: config.json is not a valid ClapConfig ({why})")
     a, t = full.audio_config.to_dict(), full.text_config.to_dict()
     if a["enable_fusion"]:
         raise UserError(f"{src}: audio_config.enable_fusion is true; only non-fusion models are supported")
@@ -217,13 +222,12 @@ def _read_state(state_dict_or_path, kind: str) -> dict[str, torch.Tensor]:
 
 
 def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json_file(path, f"{path}: not found") if path.is_file() else None
 
 
 def _read_safetensors_or_bin(folder: Path) -> dict[str, torch.Tensor]:
     if (folder / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-        return load_file(str(folder / "model.safetensors"))
+        return read_safetensors(folder / "model.safetensors")
     if (folder / "pytorch_model.bin").is_file():
         return _read_state(folder / "pytorch_model.bin", "transformers")
     raise UserError(f"{folder}: expected model.safetensors or pytorch_model.bin")
@@ -300,12 +304,24 @@ def _with_weights_shapes(cfg: ModelConfig, state: dict, src: str) -> ModelConfig
 # --- checks and loading --------------------------------------------------------------------
 
 def _build(cfg: ModelConfig, state: dict, extras: list, src: str, notes: list | None) -> CLAP:
-    kept, dropped = {}, {}
-    for k, v in state.items():
-        (dropped if any(re.fullmatch(p, k) for p, _ in extras) else kept)[k] = v
+    kept, dropped = _set_aside(state, extras)
     _check_frontend(cfg, dropped, src, notes)
     model = CLAP(cfg)
     _check_buffers(model, dropped, src)
+    _load_noting(model, kept, dropped, extras, src, notes)
+    return model.eval()
+
+
+def _set_aside(state: dict, extras: list) -> tuple[dict, dict]:
+    """state -> (kept, dropped): the keys matching one of `extras`' patterns are dropped."""
+    kept, dropped = {}, {}
+    for k, v in state.items():
+        (dropped if any(re.fullmatch(p, k) for p, _ in extras) else kept)[k] = v
+    return kept, dropped
+
+
+def _load_noting(model, kept: dict, dropped: dict, extras: list, src: str, notes: list | None) -> None:
+    """Strict loading (a bad key is a UserError), then one note per pattern that dropped keys."""
     try:
         load_state_strict(model, kept, src)
     except ValueError as e:
@@ -315,7 +331,6 @@ def _build(cfg: ModelConfig, state: dict, extras: list, src: str, notes: list | 
             n = sum(1 for k in dropped if re.fullmatch(pattern, k))
             if n:
                 notes.append(f"dropped {n} key(s) /{pattern}/: {why}")
-    return model.eval()
 
 
 def _check_frontend(cfg: ModelConfig, dropped: dict, src: str, notes: list | None) -> None:
@@ -387,9 +402,7 @@ def convert_clapcap(state_dict_or_path, notes: list | None = None):
     state = _rename_prefixes(_read_state(state_dict_or_path, "msclap clapcap"), CLAPCAP_PREFIXES)
     audio = {k: v for k, v in state.items() if k.startswith(("audio.", "audio_projection."))}
     state = {k: v for k, v in state.items() if k not in audio}
-    kept, dropped = {}, {}
-    for k, v in state.items():
-        (dropped if any(re.fullmatch(p, k) for p, _ in CLAPCAP_EXTRAS) else kept)[k] = v
+    kept, dropped = _set_aside(state, CLAPCAP_EXTRAS)
     cfg = clapcap_config(kept, src)
     head, emb = kept.get(TIED_HEAD), kept.get(TIED_EMBEDDING)
     if head is not None and not torch.equal(head, emb):
@@ -401,15 +414,7 @@ def convert_clapcap(state_dict_or_path, notes: list | None = None):
     except ValueError as e:
         raise UserError(f"{src}: {e}")
     kept["vocab"] = captioner.vocab.clone()
-    try:
-        load_state_strict(captioner, kept, src)
-    except ValueError as e:
-        raise UserError(str(e))
-    if notes is not None:
-        for pattern, why in CLAPCAP_EXTRAS:
-            n = sum(1 for k in dropped if re.fullmatch(pattern, k))
-            if n:
-                notes.append(f"dropped {n} key(s) /{pattern}/: {why}")
+    _load_noting(captioner, kept, dropped, CLAPCAP_EXTRAS, src, notes)
     return captioner.eval(), audio
 
 
@@ -460,7 +465,7 @@ def add_clapcap(src, model_dir) -> list[str]:
     captioner, audio = convert_clapcap(src, notes)
     src_name = _source_name(src)
     own = model.state_dict()
-    used = {k: v for k, v in audio.items() if not any(re.fullmatch(p, k) for p, _ in HTSAT_EXTRAS)}
+    used, _ = _set_aside(audio, HTSAT_EXTRAS)
     own_audio = {k for k in own if k.startswith(("audio.", "audio_projection."))}
     absent, extra = sorted(own_audio - set(used)), sorted(set(used) - own_audio)
     if not used or absent or extra:

@@ -1,5 +1,6 @@
 """What several test files share: generated audio, a fake embedder for the streaming tests,
-and a toy CLAP (tiny CNN + tiny BERT, synthetic sounds) for the train/ tests."""
+a toy CLAP (tiny CNN + tiny BERT, synthetic sounds) for the train/ tests, and a tiny
+transformers CLAP folder for the converter and bad-input tests."""
 from __future__ import annotations
 
 import json
@@ -180,3 +181,34 @@ def toy_args(paths: dict, out: Path, *extra: str) -> list:
     return ["--manifest", paths["manifest"], "--model-config", paths["model_config"],
             "--tokenizer", paths["tokenizer"], "--cache-dir", paths["cache"], "--out-dir", str(out),
             "--eval-split", "test", "--no-progress", "--torch-threads", "1", *extra]
+
+
+# --- a transformers CLAP folder for the converter and bad-input tests ------------------------
+
+def tiny_hf_folder(path):
+    """A random-init transformers ClapModel (3 Swin stages, shifted windows in two of them)
+    + feature extractor + a word-level tokenizer, saved as transformers would."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    torch.manual_seed(0)
+    audio = dict(spec_size=64, num_mel_bins=16, window_size=4, patch_size=4, patch_stride=[4, 4],
+                 patch_embeds_hidden_size=8, depths=[2, 2, 2], num_attention_heads=[2, 2, 4], hidden_size=32)
+    text = dict(vocab_size=99, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                max_position_embeddings=40)
+    ref = transformers.ClapModel(transformers.ClapConfig(audio_config=audio, text_config=text, projection_dim=12))
+    ref.eval()
+    with torch.no_grad():                     # zero biases / unit norms would hide naming mistakes
+        for p in ref.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        bn = ref.audio_model.audio_encoder.batch_norm
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    ref.save_pretrained(path)
+    transformers.ClapFeatureExtractor(feature_size=16, sampling_rate=8000, hop_length=80, max_length_s=2,
+                                      fft_window_size=256, frequency_min=0, frequency_max=4000).save_pretrained(path)
+    vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", "a", "dog", "barks", "siren"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(path / "tokenizer.json"))
+    return ref
