@@ -25,7 +25,8 @@ only where the stream starts) and assembles each window from them:
   re-encoding's convolution FLOPs (`macs` counts them; 0.61 in eager PyTorch, which runs both
   bands as one batch of two): the bands are most of it, the stream's new columns the rest.
 - Skipped windows. A window whose frames do not follow the previous one's (skipped windows,
-  a new stream) starts the stream's columns afresh at its first frame: zero padding there is
+  a new stream, or a window less than a hop after the last, as a stream's end-aligned tail
+  window can be) starts the stream's columns afresh at its first frame: zero padding there is
   the window's own, and no later window's interior reaches it, so this too is exact.
 
 The state (`IncrementalTower`) belongs to one stream and is reset with it.
@@ -201,6 +202,7 @@ class IncrementalTower:
         # a buffer written in place, its kept columns moved to the front when it is full.
         self._cols: list[Optional[torch.Tensor]] = [None] * n     # (1, C, capacity, F)
         self._start, self._done, self._off = [0] * n, [0] * n, [0] * n
+        self._resume_at = 0                     # the first frame a continuing window may start at
         self.macs = 0
 
     @property
@@ -302,9 +304,13 @@ class IncrementalTower:
         self.macs = 0
         o = self._origin
         end = None if o is None else o + self._done[0]                   # stream frames seen so far
-        if o is None or first_frame < o or (first_frame - o) % self.stride or not first_frame <= end <= first_frame + W:
+        # The last window trimmed the held columns to those of windows a hop or more after it:
+        # one that starts sooner (a stream's end-aligned tail window) needs columns gone.
+        if (o is None or first_frame < self._resume_at or (first_frame - o) % self.stride
+                or not first_frame <= end <= first_frame + W):
             self.reset()                # not the continuation of the last window: start afresh here
             self._origin, end = first_frame, first_frame
+        self._resume_at = first_frame + (self.hop_frames or self.stride)
         if self._graph is not None and self._graph.fits(self, end - first_frame):
             return self._graph.step(self, mel)
         return self.step(torch.from_numpy(np.ascontiguousarray(mel[:, end - first_frame:], np.float32))[None],
