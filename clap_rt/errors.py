@@ -12,15 +12,24 @@ class UserError(Exception):
 
 
 def read_json_file(path: str | os.PathLike, missing: str, name: str | None = None, expected: str = ""):
-    """Parse the JSON file `path`. A missing file raises UserError(`missing`); invalid JSON raises
-    "<name>: invalid JSON (<why> at line N)[; <expected>]", name defaulting to the path."""
+    """Parse the JSON file `path`. A missing file raises UserError(`missing`); invalid JSON (bytes
+    that are not UTF-8 and nesting too deep for the parser included) raises
+    "<name>: invalid JSON (<why>)[; <expected>]", name defaulting to the path."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise UserError(missing)
+    tail = f"; {expected}" if expected else ""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{name or path}: invalid JSON (not UTF-8: byte 0x{data[e.start]:02x} at offset {e.start})"
+                        + tail)
     except json.JSONDecodeError as e:
-        raise UserError(f"{name or path}: invalid JSON ({e.msg} at line {e.lineno})" + (f"; {expected}" if expected else ""))
+        raise UserError(f"{name or path}: invalid JSON ({e.msg} at line {e.lineno})" + tail)
+    except RecursionError:
+        raise UserError(f"{name or path}: invalid JSON (nested too deeply)" + tail)
 
 
 def run_program(prog: str, body: Callable[[], Optional[int]],

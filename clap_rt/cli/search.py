@@ -23,6 +23,7 @@ def load_index(path: str) -> tuple[np.ndarray, np.ndarray]:
     """An index from `clap-rt embed -o` -> (paths (N,) str, embeddings (N, D) float32); a missing,
     cut short or inconsistent file, or a non-finite embedding, is a one-line UserError."""
     import zipfile
+    import zlib
     expected = "expected a .npz written by `clap-rt embed -o`"
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -31,7 +32,11 @@ def load_index(path: str) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"{path}: index not found; {expected}")
     except KeyError as e:
         raise UserError(f"{path}: not an index (no {e} array); {expected} with 'paths' and 'embeddings'")
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
+            MemoryError) as e:
+        # zlib.error: damaged compressed data; NotImplementedError, RuntimeError: zip features
+        # numpy cannot read (other compression methods, encryption); MemoryError: an array
+        # header claiming more than the machine holds
         raise UserError(f"{path}: not an index, or cut short ({str(e).splitlines()[0]}); {expected}")
     if paths.ndim != 1 or paths.dtype.kind != "U":
         raise UserError(f"{path}: 'paths' is {paths.dtype} of shape {paths.shape}; {expected} (N,) strings")

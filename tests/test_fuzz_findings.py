@@ -1,0 +1,87 @@
+"""Inputs found by fuzzing (python -m bench.fuzz) that broke the contract of the loaders: each
+is now one UserError naming the file, like every other bad input."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from clap_rt.errors import UserError
+
+NOT_AN_INDEX = "{p}: not an index, or cut short ("
+
+
+def _index_bytes(save=np.savez) -> bytes:
+    buf = io.BytesIO()
+    save(buf, paths=np.array(["a.wav"] * 20), embeddings=np.ones((20, 8), np.float32))
+    return buf.getvalue()
+
+
+def _zip_fields(data: bytes, flags: int | None = None, method: int | None = None) -> bytes:
+    """Every member's general-purpose flags / compression method set, in the local and central headers."""
+    b = bytearray(data)
+    for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        i = b.find(sig)
+        while i >= 0:
+            if flags is not None:
+                b[i + at:i + at + 2] = struct.pack("<H", flags)
+            if method is not None:
+                b[i + at + 2:i + at + 4] = struct.pack("<H", method)
+            i = b.find(sig, i + 1)
+    return bytes(b)
+
+
+def _damaged_deflate() -> bytes:
+    b = bytearray(_index_bytes(np.savez_compressed))
+    name_len, extra_len = struct.unpack("<HH", b[26:30])
+    start = 30 + name_len + extra_len                       # the first member's compressed data
+    b[start + 8:start + 12] = b"\xff\xff\xff\xff"
+    return bytes(b)
+
+
+def _huge_header() -> bytes:
+    """An index whose embeddings header claims 8e12 floats (29 TiB) over a few bytes of data."""
+    import zipfile
+    buf, paths, header = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    np.save(paths, np.array(["a.wav"]))
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 12, 8)})
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("paths.npy", paths.getvalue())
+        z.writestr("embeddings.npy", header.getvalue() + bytes(64))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("make, why", [
+    (_damaged_deflate, "Error -3 while decompressing data"),
+    (lambda: _zip_fields(_index_bytes(), method=99), "That compression method is not supported"),
+    (lambda: _zip_fields(_index_bytes(), flags=0x1), "File 'paths.npy' is encrypted, password required"),
+    (lambda: _zip_fields(_index_bytes(), flags=0x41), "strong encryption (flag bit 6)"),
+    (_huge_header, "Unable to allocate 29.1 TiB"),
+])
+def test_a_damaged_index_archive_is_a_user_error(tmp_path, make, why):
+    from clap_rt.cli.search import load_index
+    p = tmp_path / "index.npz"
+    p.write_bytes(make())
+    with pytest.raises(UserError) as e:
+        load_index(str(p))
+    assert str(e.value).startswith(NOT_AN_INDEX.format(p=p) + why), str(e.value)
+
+
+@pytest.mark.parametrize("content, why", [
+    (lambda doc: doc[:40] + b"\xe6\x00" + doc[40:], "invalid JSON (not UTF-8: byte 0xe6 at offset 40)"),
+    (lambda doc: b"[" * 100000, "invalid JSON (nested too deeply)"),
+])
+def test_a_config_json_that_is_not_json_text_is_a_user_error(tiny_model_dir, tmp_path, content, why):
+    from clap_rt.zeroshot import Clap
+    d = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, d)
+    doc = (d / "config.json").read_bytes()
+    json.loads(doc)
+    (d / "config.json").write_bytes(content(doc))
+    with pytest.raises(UserError) as e:
+        Clap.load(d, backend="torch")
+    assert str(e.value) == f"{d / 'config.json'}: {why}"
