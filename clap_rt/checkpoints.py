@@ -188,13 +188,20 @@ def load_model(path: str | os.PathLike | None = None) -> tuple[CLAP, TextTokeniz
     if not path.is_dir():
         raise UserError(f"{path}: model folder not found")
     cfg, _ = read_config(path)
+
+    def unusable(e: Exception) -> UserError:
+        # config.json holds a value of the right name but an unusable kind or size
+        return UserError(f"{path / CONFIG_FILE}: cannot build the model from this configuration "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    kind_or_size = (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError)
     try:
         model = CLAP(cfg)
+    except (*kind_or_size, RuntimeError, MemoryError) as e:   # torch: a negative or unallocatable size
+        raise unusable(e)
+    try:
         state = pretrained_text_state(cfg)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:
-        # config.json holds a value of the right name but an unusable kind or size
-        raise UserError(f"{path / CONFIG_FILE}: cannot build the model from this configuration "
-                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    except kind_or_size as e:          # its RuntimeError, a missing package, is passed on as it is
+        raise unusable(e)
     state.update(read_safetensors(path / WEIGHTS_FILE))
     try:
         load_state_strict(model, state, str(path / WEIGHTS_FILE))

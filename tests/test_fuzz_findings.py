@@ -85,3 +85,22 @@ def test_a_config_json_that_is_not_json_text_is_a_user_error(tiny_model_dir, tmp
     with pytest.raises(UserError) as e:
         Clap.load(d, backend="torch")
     assert str(e.value) == f"{d / 'config.json'}: {why}"
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda m: m["text"]["hf_config"].update(vocab_size=-5),
+     "RuntimeError: Trying to create tensor with negative dimension -5"),
+    (lambda m: m["projection"].update(dim=10 ** 10), "RuntimeError: [enforce fail at"),
+    (lambda m: m["frontend"].update(n_mels=10 ** 13), "MemoryError: Unable to allocate"),
+])
+def test_a_config_json_of_impossible_sizes_is_a_user_error(tiny_model_dir, tmp_path, edit, why):
+    from clap_rt.zeroshot import Clap
+    d = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, d)
+    doc = json.loads((d / "config.json").read_text())
+    edit(doc["model"])
+    (d / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError) as e:
+        Clap.load(d, backend="torch")
+    assert str(e.value).startswith(f"{d / 'config.json'}: cannot build the model from this configuration ({why}"), \
+        str(e.value)
