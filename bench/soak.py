@@ -5,21 +5,24 @@
 The objects `listen` builds: a `BlockSource` (a producer thread playing blocks into the bounded
 `ChunkQueue` at `--speed` times real time), `ClapStream` (frontend + incremental audio tower) and
 `EventDetector`, joined by `run_stream` in live mode, so windows the engine cannot keep up with
-are skipped and counted, never queued. The signal is made segment by segment, never held whole:
-white / pink / brown noise at levels from -60 to -6 dBFS, tones and chirps, digital silence,
-short bursts over quiet noise, clipped loud passages; now and then a few NaN / Inf samples (the
-stream zeroes and counts them), an input-overflow flag with the blocks it lost, and a pause where
-the producer sleeps and then catches up (the queue fills to its bound and drops chunks).
+are skipped and counted, never queued. The producer waits for room in a full queue, so the whole
+signal reaches the stream and the pace is at most what the consumer takes (`--speed inf`: no
+more than that); `--drop` makes a full queue lose chunks instead, as a microphone's does.
+The signal is made a second at a time, never held whole: white / pink / brown noise at -60 to
+-6 dBFS, tones and chirps, digital silence, short bursts over quiet noise, clipped loud
+passages; now and then a few NaN / Inf samples (the stream zeroes and counts them), an
+input-overflow flag with the block it lost, and a pause where the producer sleeps, then
+catches up at full speed.
 Every `--sample-minutes` of audio: RSS (VmRSS, and its floor since the last sample), open file
 descriptors and queue depth. Printed: audio hours, wall time, windows scored / skipped, NaN
 samples zeroed, peak RSS, the RSS slope per audio hour (least squares on the floors after the
-first `--warmup` of the audio), fds at start and end,
-the largest queue depth, and the CPU flags. Exit status 1 with one line when the RSS slope
-exceeds --max-rss-slope-mb-per-hour, the fd count grew, the queue passed its bound, or the
-zeroed samples differ from those injected.
-With one thread the bundled model scores about 18x real time, so a day of audio scored window
-by window takes over an hour; at the default --speed 60 a day takes 24 minutes and the windows
-the model cannot reach are skipped, as a live stream on a slow machine skips them.
+first `--warmup` of the audio), fds at start and end, the largest queue depth, and the CPU
+flags. Exit status 1 with one line when the RSS slope exceeds --max-rss-slope-mb-per-hour, the
+fd count grew, the queue passed its bound, or the zeroed samples differ from those injected.
+With one thread the bundled model scores every window at about 18x real time (a day of audio
+in 80 minutes); at the default --speed 60 a day takes 24 minutes where the consumer keeps that
+pace, and the windows the model cannot reach are skipped, as a live stream on a slow machine
+skips them.
 """
 from __future__ import annotations
 
