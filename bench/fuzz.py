@@ -3,7 +3,7 @@
     python -m bench.fuzz --target decode|model-folder|index [--seconds 300 | --runs N] [--findings DIR]
 
 Targets (the bytes libFuzzer makes, seeded with small valid inputs of each kind):
-  decode        bytes as a sound file -> `audio.read_blocks` (what classify decodes with) ->
+  decode        bytes as a sound file -> `audio.read_blocks` of its path (what classify decodes with) ->
                 `audio.iter_windows` -> `frontend.log_mel` of every window
   model-folder  the first byte picks config.json or model.safetensors, the rest replaces that
                 file in a tiny random model folder (made with `checkpoints.save_model`) ->
@@ -79,8 +79,11 @@ def decode_target(root: Path):
         sf.write(buf, x, rate, format=fmt, subtype=subtype)
         seeds.append(buf.getvalue())
 
+    path = root / "input"
+
     def one(data: bytes) -> None:
-        blocks = read_blocks(io.BytesIO(data), fe.sample_rate, name="fuzz input")
+        path.write_bytes(data)          # a file, as classify reads one (libsndfile's own I/O)
+        blocks = read_blocks(path, fe.sample_rate)
         for w in iter_windows(blocks, fe.clip_samples, short=cfg.short_clips):
             log_mel(w[None], fe)
     return seeds, one
