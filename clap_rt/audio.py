@@ -39,6 +39,9 @@ def _soxr():
 # Seconds of audio decoded at a time: long files are read, resampled and windowed block by
 # block, so memory does not grow with their length.
 BLOCK_SECONDS = 10.0
+# Samples (all channels) read at a time at most: a damaged header's sample rate (hundreds of
+# MHz) would otherwise size a read buffer of gigabytes. 10 s of 8 channels at 48 kHz fit.
+MAX_BLOCK_SAMPLES = 1 << 22
 
 
 def _open_sound(source: str | os.PathLike | BinaryIO, name: str | None):
@@ -73,7 +76,7 @@ def read_blocks(source: str | os.PathLike | BinaryIO, sample_rate: int, name: st
         resampler = None
         if sr_in != sample_rate:      # soxr's streaming resampler: the samples of resample()
             resampler = _soxr().ResampleStream(sr_in, sample_rate, 1, dtype="float32", quality="HQ")
-        block = max(1, int(round(block_seconds * sr_in)))
+        block = max(1, min(int(round(block_seconds * sr_in)), MAX_BLOCK_SAMPLES // f.channels))
         n_in = n_out = 0
         while True:
             try:

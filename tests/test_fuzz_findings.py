@@ -104,3 +104,17 @@ def test_a_config_json_of_impossible_sizes_is_a_user_error(tiny_model_dir, tmp_p
         Clap.load(d, backend="torch")
     assert str(e.value).startswith(f"{d / 'config.json'}: cannot build the model from this configuration ({why}"), \
         str(e.value)
+
+
+def test_a_sound_file_header_claiming_a_huge_sample_rate_reads_in_small_blocks(tmp_path):
+    import soundfile as sf
+    from clap_rt.audio import MAX_BLOCK_SAMPLES, read_blocks
+    p = tmp_path / "fast.au"
+    sf.write(p, np.zeros(8000, np.float32), 8000, format="AU", subtype="G723_24")
+    b = bytearray(p.read_bytes())
+    b[16:20] = struct.pack(">I", 10 ** 9)            # the AU header's sample rate, big-endian
+    p.write_bytes(bytes(b))
+    assert sf.info(p).samplerate == 10 ** 9 and 10 * 10 ** 9 > MAX_BLOCK_SAMPLES
+    # a G.723 stream reports no frame count to clip a read to: 10 s at the claimed rate would be 40 GB
+    with pytest.raises(UserError, match=r"too short: 80\d\d sample\(s\) at 1000000000 Hz resample to none"):
+        list(read_blocks(p, 44100))
