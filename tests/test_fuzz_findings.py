@@ -55,8 +55,43 @@ def _huge_header() -> bytes:
     return buf.getvalue()
 
 
+def _npy(a) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def _archive(embeddings: bytes, embeddings_size: int | None = None) -> bytes:
+    """An index zip of good paths and these embeddings.npy bytes; embeddings_size: the member's
+    sizes the central directory claims."""
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("paths.npy", _npy(np.array(["a.wav"])))
+        z.writestr("embeddings.npy", embeddings)
+    b = bytearray(buf.getvalue())
+    if embeddings_size is not None:
+        i = b.rfind(b"PK\x01\x02")
+        b[i + 20:i + 28] = struct.pack("<II", embeddings_size, embeddings_size)
+    return bytes(b)
+
+
+def _header(shape, text: bytes | None = None) -> bytes:
+    if text is None:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        return buf.getvalue()
+    text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+
+
 @pytest.mark.parametrize("make, why", [
     (_damaged_deflate, "Error -3 while decompressing data"),
+    # a header that is not a Python literal is parsed again as Python 2's, whose tokenizer fails
+    (lambda: _archive(_header(None, b"{'descr': '<f4', 'fortran_order': False, 'shape': (1, ") + bytes(8)),
+     "('EOF in multi-line statement'"),
+    # the member runs past the end of the file: zipfile's EOFError has no message
+    (lambda: _archive(_header((1000, 8)) + bytes(32), embeddings_size=10 ** 6), "EOFError)"),
     (lambda: _zip_fields(_index_bytes(), method=99), "That compression method is not supported"),
     (lambda: _zip_fields(_index_bytes(), flags=0x1), "File 'paths.npy' is encrypted, password required"),
     (lambda: _zip_fields(_index_bytes(), flags=0x41), "strong encryption (flag bit 6)"),
@@ -69,6 +104,19 @@ def test_a_damaged_index_archive_is_a_user_error(tmp_path, make, why):
     with pytest.raises(UserError) as e:
         load_index(str(p))
     assert str(e.value).startswith(NOT_AN_INDEX.format(p=p) + why), str(e.value)
+
+
+@pytest.mark.parametrize("data, message", [
+    (lambda: _archive(b"no .npy magic"), "{p}: 'embeddings' is not a .npy array; expected a .npz written by"),
+    (lambda: _npy(np.ones((2, 8), np.float32)), "{p}: one .npy array, not an index; expected a .npz written by"),
+])
+def test_an_index_that_is_not_an_archive_of_arrays_is_a_user_error(tmp_path, data, message):
+    from clap_rt.cli.search import load_index
+    p = tmp_path / "index.npz"
+    p.write_bytes(data())
+    with pytest.raises(UserError) as e:
+        load_index(str(p))
+    assert str(e.value).startswith(message.format(p=p)), str(e.value)
 
 
 @pytest.mark.parametrize("content, why", [

@@ -22,22 +22,30 @@ def add_parser(sub) -> None:
 def load_index(path: str) -> tuple[np.ndarray, np.ndarray]:
     """An index from `clap-rt embed -o` -> (paths (N,) str, embeddings (N, D) float32); a missing,
     cut short or inconsistent file, or a non-finite embedding, is a one-line UserError."""
+    import tokenize
     import zipfile
     import zlib
     expected = "expected a .npz written by `clap-rt embed -o`"
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise UserError(f"{path}: one .npy array, not an index; {expected} with 'paths' and 'embeddings'")
+        with z:
             paths, embs = z["paths"], z["embeddings"]
     except FileNotFoundError:
         raise UserError(f"{path}: index not found; {expected}")
     except KeyError as e:
         raise UserError(f"{path}: not an index (no {e} array); {expected} with 'paths' and 'embeddings'")
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
-            MemoryError) as e:
+            MemoryError, tokenize.TokenError) as e:
         # zlib.error: damaged compressed data; NotImplementedError, RuntimeError: zip features
         # numpy cannot read (other compression methods, encryption); MemoryError: an array
-        # header claiming more than the machine holds
-        raise UserError(f"{path}: not an index, or cut short ({str(e).splitlines()[0]}); {expected}")
+        # header claiming more than the machine holds; TokenError: a Python 2 style header cut short
+        why = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not an index, or cut short ({why}); {expected}")
+    for name, a in (("paths", paths), ("embeddings", embs)):
+        if not isinstance(a, np.ndarray):      # np.load hands a member without the .npy magic over as bytes
+            raise UserError(f"{path}: '{name}' is not a .npy array; {expected}")
     if paths.ndim != 1 or paths.dtype.kind != "U":
         raise UserError(f"{path}: 'paths' is {paths.dtype} of shape {paths.shape}; {expected} (N,) strings")
     if embs.ndim != 2 or embs.dtype.kind != "f" or embs.shape[0] != paths.shape[0]:
