@@ -28,11 +28,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402  (after the BLAS thread count it reads at import)
 
 from bench.enrol import cpu_flags  # noqa: E402
-from clap_rt.cache import cache_dir  # noqa: E402
+from train.data import DEFAULT_MANIFEST  # noqa: E402
 from clap_rt.errors import UserError, run_program  # noqa: E402
 
 PROG = "python -m bench.caption"
-DEFAULT_MANIFEST = cache_dir() / "corpus" / "manifest.jsonl"
 TIMED_CLIPS = 50
 
 

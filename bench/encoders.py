@@ -74,7 +74,7 @@ def audio_engines(model, tmp: Path, threads: int):
     from clap_rt.engine.graph import example_input, export_audio_onnx
     from clap_rt.engine.onnx_engine import OnnxEngine
     from clap_rt.engine.torch_engine import TorchEngine
-    from export.quantize import quantize_dynamic, quantize_static
+    from export.quantize import MelReader, quantize_dynamic, quantize_static
     yield "eager", TorchEngine(model, threads=threads)
     fp32 = tmp / "audio.onnx"
     fp32.write_bytes(export_audio_onnx(model))
@@ -82,7 +82,7 @@ def audio_engines(model, tmp: Path, threads: int):
     quantize_dynamic(fp32, tmp / "dyn.onnx")
     yield "ort-int8-dynamic", OnnxEngine(model, threads, path=tmp / "dyn.onnx")
     # Latency does not depend on the calibration data: a few synthetic windows do.
-    quantize_static(fp32, tmp / "static.onnx", example_input(model, 4).numpy())
+    quantize_static(fp32, tmp / "static.onnx", MelReader(example_input(model, 4).numpy()))
     yield "ort-int8-static", OnnxEngine(model, threads, path=tmp / "static.onnx")
     if torch.cuda.is_available():
         from clap_rt.engine.cuda_engine import CudaEngine

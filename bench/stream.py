@@ -41,15 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from clap_rt.cache import cache_dir
 from clap_rt.errors import UserError, run_program
 from clap_rt.labelset import LabelSet
 from train.corpus.noise import background_noise
-from train.data import Clip, read_manifest
+from train.data import DEFAULT_MANIFEST, Clip, read_manifest
 
 PROG = "python -m bench.stream"
 
-DEFAULT_MANIFEST = cache_dir() / "corpus" / "manifest.jsonl"
 
 
 def corpus_clips(manifest: Path) -> list[Clip]:

@@ -34,6 +34,7 @@ The state (`IncrementalTower`) belongs to one stream and is reset with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -72,11 +73,19 @@ def stream_support(clap) -> Optional[str]:
 
 def tower_for(clap, window_frames: int, hop_frames: int) -> "IncrementalTower":
     """The incremental tower of a loaded `Clap` that passes `stream_support`, on the runtime of
-    its engine (onnxruntime with its intra-op threads for the onnx engine, else PyTorch)."""
+    its engine (onnxruntime with its intra-op threads for the onnx engine, else PyTorch). With
+    the engine picked by `--backend auto`, a static-int8 steady step shipped in the model
+    folder for this window and hop is a candidate (kept where it is faster here)."""
     engine = getattr(clap, "engine", None)
     runner = getattr(engine, "name", "torch")
     threads = engine.session.get_session_options().intra_op_num_threads or None if runner == "onnx" else None
-    return IncrementalTower(clap.model, window_frames, runner=runner, threads=threads, hop_frames=hop_frames)
+    int8_path = None
+    if runner == "onnx" and getattr(clap, "backend", None) == "auto" and getattr(clap, "model_dir", None):
+        from .engine.incremental_graph import int8_graph_name
+        candidate = Path(clap.model_dir) / int8_graph_name(clap.model, window_frames, hop_frames)
+        int8_path = candidate if candidate.exists() else None
+    return IncrementalTower(clap.model, window_frames, runner=runner, threads=threads, hop_frames=hop_frames,
+                            int8_path=int8_path)
 
 
 def time_stride(tower: SfxCNN) -> int:
@@ -153,7 +162,8 @@ class IncrementalTower:
     None: any). runner: "torch" runs eager PyTorch; "onnx" runs each window that continues the
     last one by `hop_frames` as one onnxruntime graph (`clap_rt.engine.incremental_graph`: the
     new frames and the held columns in, the embedding and the next held columns out; `threads`
-    intra-op threads), and the others (a stream's first window, one after a gap) in PyTorch.
+    intra-op threads; `int8_path`: a static-int8 copy of that graph, kept if faster), and the
+    others (a stream's first window, one after a gap) in PyTorch.
     `embed(mel, first_frame)` gives the window's unit-norm joint embedding, equal to
     `model.encode_audio` of the same frames. `first_frame` is the window's first frame in the
     stream; windows must start on multiples of the tower's stride from the first one.
@@ -162,7 +172,7 @@ class IncrementalTower:
     """
 
     def __init__(self, model, window_frames: int, runner: str = "torch", threads: Optional[int] = None,
-                 hop_frames: Optional[int] = None):
+                 hop_frames: Optional[int] = None, int8_path=None):
         reason = incremental_support(model)
         if reason is not None:
             raise ValueError(f"incremental tower: {reason}")
@@ -191,7 +201,7 @@ class IncrementalTower:
         self.reset()
         if runner == "onnx":
             from .engine.incremental_graph import SteadyGraph
-            self._graph = SteadyGraph(self, threads)
+            self._graph = SteadyGraph(self, threads, int8_path)
             self.reset()
 
     def reset(self) -> None:
@@ -204,6 +214,11 @@ class IncrementalTower:
         self._start, self._done, self._off = [0] * n, [0] * n, [0] * n
         self._resume_at = 0                     # the first frame a continuing window may start at
         self.macs = 0
+
+    @property
+    def precision(self) -> str:
+        """"int8" where the steady windows run the shipped int8 step, else "fp32"."""
+        return self._graph.precision if self._graph is not None and self._graph.session is not None else "fp32"
 
     @property
     def columns_held(self) -> list[int]:

@@ -106,6 +106,7 @@ class Clap:
         self.config = model.config
         self.frontend = model.config.frontend
         self.engine = create_engine(model, backend, threads=threads, compile=compile)
+        self.backend = backend          # as asked: "auto" lets a stream take a shipped int8 step
         self._label_cache: dict[tuple, np.ndarray] = {}
         self._model_id: str | None = None
         self.model_dir: str | os.PathLike | None = None    # where `captioner` is read from

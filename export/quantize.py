@@ -74,18 +74,38 @@ class MelReader:
         return next(self._it, None)
 
 
-def quantize_static(src: Path, dst: Path, mels) -> None:
+def leading_conv_nodes(proto, n_weights: int) -> list[str]:
+    """Names of the Conv nodes that use the first `n_weights` distinct convolution weights in
+    graph order: the first `n_weights` conv layers of a tower, however many nodes each became
+    (the incremental step graph runs every layer as up to three convolutions on one weight)."""
+    weights, names = [], []
+    for node in proto.graph.node:
+        if node.op_type != "Conv":
+            continue
+        if node.input[1] not in weights:
+            if len(weights) == n_weights:
+                break
+            weights.append(node.input[1])
+        names.append(node.name)
+    return names
+
+
+def quantize_static(src: Path, dst: Path, reader, fp32_conv_layers: int = 1) -> None:
+    """QDQ int8 of the convolutions of `src`, calibrated on the feeds of `reader` (an onnxruntime
+    CalibrationDataReader); the input scaling and the first `fp32_conv_layers` conv layers
+    (one input channel: cheap, and the most sensitive to int8) stay fp32."""
     q = _require_quantization()
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        keep = input_scaling_nodes(onnx.load(str(pre)), include_first_conv=True)
+        proto = onnx.load(str(pre))
+        keep = input_scaling_nodes(proto) + leading_conv_nodes(proto, fp32_conv_layers)
         # Only the convolutions (the compute) are quantised; the projections stay fp32.
         # Activations are unsigned after ReLU, so uint8 with a zero point keeps their full range
         # (symmetric int8 would waste a bit), and u8 x s8 is what VNNI / AMX multiply.
-        q.quantize_static(str(pre), str(dst), MelReader(mels), quant_format=q.QuantFormat.QDQ,
+        q.quantize_static(str(pre), str(dst), reader, quant_format=q.QuantFormat.QDQ,
                           per_channel=True, activation_type=q.QuantType.QUInt8,
                           weight_type=q.QuantType.QInt8, op_types_to_quantize=["Conv"],
                           nodes_to_exclude=keep, calibrate_method=q.CalibrationMethod.Percentile,
@@ -120,7 +140,7 @@ def quantize(export_dir: str | Path, mode: str, calib: str | None = None, calib_
             raise UserError("--calib: static quantisation needs a folder of audio, "
                             "e.g. the training corpus folder")
         mels = calibration_windows(calib, model_config(read_meta(export_dir)), calib_windows)
-        quantize_static(src, dst, mels)
+        quantize_static(src, dst, MelReader(mels))
     return dst
 
 

@@ -59,6 +59,8 @@ from clap_rt.errors import UserError
 
 # Provenance (package ... member) and the taxonomy's category and family ride along in corpus
 # manifests; "corpus_label" is a benchmark clip's taxonomy label beside its benchmark name.
+# Where `python -m train.corpus build` puts the corpus by default: what the benchmarks read.
+DEFAULT_MANIFEST = cache_dir() / "corpus" / "manifest.jsonl"
 KNOWN_FIELDS = {"path", "caption", "captions", "start", "end", "split", "source", "label", "item", "seconds",
                 "package", "version", "package_path", "member", "category", "family", "corpus_label"}
 CAPTION_SEP = " | "

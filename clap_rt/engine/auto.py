@@ -5,7 +5,9 @@ thread count. So the first load times every available fp32-equivalent backend on
 (streaming) and of 4 (files) clip windows, rejects any that disagrees with eager PyTorch
 (cosine < PARITY) or is slower than it at either batch, and caches the winner under
 `cache_dir()/auto/`. Eager torch is always a candidate, so auto is never slower than it.
-int8 graphs are not candidates: they change the embeddings, which must be an explicit choice.
+int8 graphs of whole windows are not candidates: they change the embeddings, which must be an
+explicit choice. The one exception is a stream's steady step under auto: a model folder ships
+it only where it was shown to agree with fp32 on held-out streams (`clap_rt.incremental.tower_for`).
 """
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ next held columns out (as silero-vad and streaming ASR models pass their state).
 traced once from `clap_rt.incremental.IncrementalTower.step` (fixed shapes, slices fixed)
 and exported to ONNX, cached per weights, window and hop; onnxruntime then fuses it as it
 fuses the whole tower. A stream's first window, and one after a gap, run in PyTorch.
+
+A model folder may ship a static-int8 copy of the step (`int8_graph_name`, written by
+`python -m export.stream_int8` only where its scores agree with fp32 on held-out streams);
+given one, the graph times both on this machine and keeps the faster.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+import statistics
+import time
+
 from ..cache import cache_dir
 from .graph import OPSET, audio_fingerprint
 from .onnx_engine import ort_session
@@ -22,12 +29,19 @@ from .onnx_engine import ort_session
 # dB of the frames the state is first filled with when the graph is traced (any value works:
 # only shapes are recorded).
 _TRACE_DB = -100.0
+TIMED_STEPS = 5                 # per precision, after one warm-up, when an int8 step is offered
+
+
+def int8_graph_name(model, window_frames: int, hop_frames: int) -> str:
+    """File name of the static-int8 steady step of `model`'s audio tower in a model folder:
+    tied to the weights, window and hop it was calibrated for."""
+    return f"stream-int8-{audio_fingerprint(model)}-w{window_frames}-h{hop_frames}.onnx"
 
 
 class SteadyGraph:
     """The steady-state step of `tower` (an `IncrementalTower` with `hop_frames`) on onnxruntime."""
 
-    def __init__(self, tower, threads: int | None = None):
+    def __init__(self, tower, threads: int | None = None, int8_path=None):
         from ..checkpoints import atomic_write_bytes
         W, H = tower.window_frames, tower.hop_frames
         n_mels = tower.tower.band_offset_db.shape[0]
@@ -53,8 +67,29 @@ class SteadyGraph:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, _export(step, new_mel, held))
+        self.path = path
         self.session = ort_session(path, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.precision, self.step_ms = "fp32", {}
+        self.recorded = None            # a list: every step's feeds are appended (calibration)
+        if int8_path is not None:
+            self._keep_faster(ort_session(int8_path, threads), new_mel, held)
+
+    def _keep_faster(self, int8, new_mel: torch.Tensor, held: list) -> None:
+        """Time the fp32 and int8 steps on the traced feeds; keep the int8 one if it is faster."""
+        if [i.name for i in int8.get_inputs()] != self.inputs:
+            return                      # not this step's graph: fp32
+        feeds = dict(zip(self.inputs, [new_mel.numpy()] + [c.numpy() for c in held]))
+        for name, session in (("fp32", self.session), ("int8", int8)):
+            session.run(None, feeds)
+            times = []
+            for _ in range(TIMED_STEPS):
+                t0 = time.perf_counter()
+                session.run(None, feeds)
+                times.append(time.perf_counter() - t0)
+            self.step_ms[name] = 1e3 * statistics.median(times)
+        if self.step_ms["int8"] < self.step_ms["fp32"]:
+            self.session, self.precision = int8, "int8"
 
     def fits(self, tower, seen: int) -> bool:
         """Whether the next window of `tower` (of which `seen` frames were seen) is a steady one."""
@@ -65,7 +100,10 @@ class SteadyGraph:
         """mel: (n_mels, W) frames of a steady window -> (D,) embedding; advances `tower`."""
         new = np.ascontiguousarray(mel[None, :, tower.window_frames - tower.hop_frames:], np.float32)
         held = [np.ascontiguousarray(c.numpy()) for c in tower._cols if c is not None]
-        out = self.session.run(None, dict(zip(self.inputs, [new] + held)))
+        feeds = dict(zip(self.inputs, [new] + held))
+        if self.recorded is not None:
+            self.recorded.append(feeds)
+        out = self.session.run(None, feeds)
         nxt = iter(out[1:])
         tower._cols = [None if s is None else torch.from_numpy(next(nxt)) for s in self.shapes]
         for l, (ds, dd) in enumerate(self.advance):
