@@ -74,18 +74,24 @@ class MelReader:
         return next(self._it, None)
 
 
-def leading_conv_nodes(proto, n_weights: int) -> list[str]:
-    """Names of the Conv nodes that use the first `n_weights` distinct convolution weights in
-    graph order: the first `n_weights` conv layers of a tower, however many nodes each became
-    (the incremental step graph runs every layer as up to three convolutions on one weight)."""
-    weights, names = [], []
+def leading_conv_nodes(proto, n_layers: int) -> list[str]:
+    """Names of the Conv nodes that apply the first `n_layers` distinct convolution weights, in
+    graph order: the first `n_layers` conv layers of a tower, however many nodes each became
+    (the incremental step graph runs a layer as up to three convolutions, each with its own
+    copy of the weight, so layers are told apart by the weights' values)."""
+    from onnx import numpy_helper
+    values = {i.name: i for i in proto.graph.initializer}
+    values.update({n.output[0]: n.attribute[0].t for n in proto.graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    layers, names = [], []
     for node in proto.graph.node:
-        if node.op_type != "Conv":
+        if node.op_type != "Conv" or node.input[1] not in values:
             continue
-        if node.input[1] not in weights:
-            if len(weights) == n_weights:
-                break
-            weights.append(node.input[1])
+        w = numpy_helper.to_array(values[node.input[1]]).tobytes()
+        if w not in layers:
+            if len(layers) == n_layers:
+                continue
+            layers.append(w)
         names.append(node.name)
     return names
 
