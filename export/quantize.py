@@ -96,6 +96,28 @@ def leading_conv_nodes(proto, n_layers: int) -> list[str]:
     return names
 
 
+def dedupe_initializers(proto) -> int:
+    """Keep one copy of initializers with equal type, shape and bytes, the nodes reading the
+    others rewired to it (the step graph's copies of a layer's weights quantise alike); returns
+    the bytes saved."""
+    first, rename, saved = {}, {}, 0
+    for init in list(proto.graph.initializer):
+        key = (init.data_type, tuple(init.dims), init.raw_data) if init.raw_data else None
+        if key is None:
+            continue
+        if key in first:
+            rename[init.name] = first[key]
+            saved += len(init.raw_data)
+            proto.graph.initializer.remove(init)
+        else:
+            first[key] = init.name
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    return saved
+
+
 def quantize_static(src: Path, dst: Path, reader, fp32_conv_layers: int = 1) -> None:
     """QDQ int8 of the convolutions of `src`, calibrated on the feeds of `reader` (an onnxruntime
     CalibrationDataReader); the input scaling and the first `fp32_conv_layers` conv layers
@@ -117,6 +139,9 @@ def quantize_static(src: Path, dst: Path, reader, fp32_conv_layers: int = 1) -> 
                           nodes_to_exclude=keep, calibrate_method=q.CalibrationMethod.Percentile,
                           extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                          "CalibPercentile": 99.999})
+    proto = onnx.load(str(dst))
+    if dedupe_initializers(proto):
+        onnx.save(proto, str(dst))
 
 
 def convert_fp16(src: Path, dst: Path) -> None:
