@@ -47,7 +47,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["clap_rt", "clap_rt.*"]),
-    package_data={"clap_rt": ["models/**/*.safetensors", "models/**/*.json", "models/**/*.txt",
+    package_data={"clap_rt": ["models/**/*.safetensors", "models/**/*.json", "models/**/*.txt", "models/**/*.onnx",
                               "assets/gpt2/*", "_frontend.pyi"]},
     install_requires=["numpy", "torch", "safetensors", "soundfile", "soxr"],
     ext_modules=[CMakeExtension("clap_rt._frontend")],

@@ -199,7 +199,8 @@ def encoder_figures(clap, audio: np.ndarray, hop: float) -> dict:
             gaps.append(1.0 - float(e1 @ e2))
             score_diff = max(score_diff, float(np.abs(s1 - s2).max()))
     seconds = len(audio) / clap.sample_rate
-    out = {"engine": clap.engine.name, "runner": inc.tower_state.runner, "hop_requested_s": hop,
+    out = {"backend": clap.backend, "engine": clap.engine.name, "runner": inc.tower_state.runner,
+           "steady_step": inc.tower_state.precision, "hop_requested_s": hop,
            "hop_s": inc.hop_seconds, "hop_notice": inc.notice, "windows": len(gaps), "audio_seconds": seconds,
            "conv_gflops_per_hop_incremental": 2e-9 * float(np.median(macs[1:])),
            "conv_gflops_per_hop_reencoding": 2e-9 * inc.tower_state.window_macs,
@@ -255,10 +256,11 @@ def run_encoder(args: argparse.Namespace) -> int:
     res = {"model": model.config.name, "threads": args.threads, "cpu_flags": cpu_flags(), "audio": str(args.audio),
            "load_average": os.getloadavg(), "runs": []}
     for backend in args.backends.split(","):
-        clap = Clap(model, tok, backend=backend, threads=args.threads)
+        clap = Clap.load(args.model, backend=backend, threads=args.threads)     # auto: a shipped int8 step may run
         r = encoder_figures(clap, audio, args.hop)
         res["runs"].append(r)
-        print(f"{res['model']}, engine {r['engine']}, {args.threads} thread(s), CPU {' '.join(res['cpu_flags'])}, "
+        print(f"{res['model']}, --backend {r['backend']}: engine {r['engine']}, steady step {r['steady_step']}, "
+              f"{args.threads} thread(s), CPU {' '.join(res['cpu_flags'])}, "
               f"load average {os.getloadavg()[0]:.1f}; "
               f"{r['hop_notice'] or 'hop ' + format(r['hop_s'], '.3f') + ' s'}; {r['windows']} windows of "
               f"{r['audio_seconds']:.0f} s")
@@ -510,7 +512,8 @@ def main(argv=None) -> int:
                    help="only compare the incremental audio tower with re-encoding (no corpus needed)")
     p.add_argument("--audio", type=Path, default=Path(__file__).resolve().parents[1] / "demo" / "soundscape.flac",
                    help="--encoder: the recording streamed before the background noise")
-    p.add_argument("--backends", default="torch,onnx", help="--encoder: comma-separated engines")
+    p.add_argument("--backends", default="torch,onnx,auto",
+                   help="--encoder: comma-separated --backend values (auto: the one listen picks, with a shipped int8 step)")
     args = p.parse_args(argv)
     return run_program(PROG, lambda: run_encoder(args) if args.encoder else run(args))
 
