@@ -27,7 +27,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402  (after the BLAS thread count it reads at import)
 
-from bench.enrol import cpu_flags  # noqa: E402
+from bench.report import cpu_line  # noqa: E402
 from train.data import DEFAULT_MANIFEST  # noqa: E402
 from clap_rt.errors import UserError, run_program  # noqa: E402
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                        "decode_ms_per_clip": round(1000 * seconds[name], 2) if name in seconds else None}
                 for name, hyps in systems.items()}
         width = max(len(n) for n in rows)
-        print(f"{len(bench)} benchmark clips, {len(train)} training clips; one thread, CPU {cpu_flags()}")
+        print(f"{len(bench)} benchmark clips, {len(train)} training clips; one thread, {cpu_line()}")
         print(f"{'system':<{width}}  BLEU-4  CIDEr-D  ms/clip (decode)")
         for name, r in rows.items():
             ms = f"{r['decode_ms_per_clip']:.1f}" if r["decode_ms_per_clip"] is not None else "-"
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embedding a clip (file, log-mel, audio tower): {1000 * embed_s:.1f} ms")
         if args.json:
             from clap_rt.checkpoints import atomic_write_bytes
-            res = {"clips": len(bench), "train_clips": len(train), "cpu": cpu_flags(), "threads": 1,
+            res = {"clips": len(bench), "train_clips": len(train), "cpu": cpu_line(), "threads": 1,
                    "embed_ms_per_clip": round(1000 * embed_s, 2), "systems": rows,
                    "captions": [{"path": r["path"], "references": r["captions"],
                                  **{name: hyps[i] for name, hyps in systems.items()}} for i, r in enumerate(bench)]}

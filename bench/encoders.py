@@ -14,7 +14,6 @@ early once a cell has used --budget seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from bench.report import cpu_flags, write_json
 from clap_rt.errors import run_program
 
 PROG = "python -m bench.encoders"
@@ -40,15 +40,6 @@ def time_cell(fn, repeats: int, budget: float) -> tuple[float, int]:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), len(times)
-
-
-def cpu_flags() -> dict:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        flags = []
-    names = ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "amx_int8")
-    return {n: n in flags for n in names}
 
 
 def build_model(name: str):
@@ -155,10 +146,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.presets.split(","):
         rows += bench_preset(name, batches, args.repeats, args.budget, args.threads)
     doc = {"machine": machine, "rows": rows}
-    if args.json == "-":
-        print(json.dumps(doc, indent=1))
-    elif args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=1))
+    write_json(doc, args.json, indent=1)
     return 0
 
 

@@ -35,6 +35,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402  (after the BLAS thread count it reads at import)
 
+from bench.report import cpu_line
 from bench.stream import whole_items
 from clap_rt.cache import cache_dir
 from clap_rt.errors import UserError, run_program
@@ -42,16 +43,6 @@ from clap_rt.errors import UserError, run_program
 PROG = "python -m bench.enrol"
 DEFAULT_MANIFEST = cache_dir() / "corpus" / "benchmark.jsonl"
 TEXT_WRONG = 0.5          # per-class text accuracy below this: a label the text gets wrong
-
-
-def cpu_flags() -> str:
-    """The SIMD flags of this CPU the engines can use (avx512_vnni, avx2), as one line."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return "cpu flags: unknown (no /proc/cpuinfo)"
-    have = [f for f in ("avx512_vnni", "avx2") if f in flags]
-    return "cpu flags: " + (" ".join(have) if have else "neither avx512_vnni nor avx2")
 
 
 def read_benchmark(manifest: Path) -> list[dict]:
@@ -281,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     costs = [hop_cost(clap, clips, labels, s, DEFAULT_TEXT_WEIGHT, background, rng) for s in args.scorings]
     res = {"model": clap.config.name, "fingerprint": clap.model_id, "backend": clap.engine.name,
            "threads": args.threads, "clips": len(clips),
-           "labels": len(labels), "draws": args.draws, "exclude": args.exclude, "cpu": cpu_flags(), "embed_seconds": embed_s,
+           "labels": len(labels), "draws": args.draws, "exclude": args.exclude, "cpu": cpu_line(), "embed_seconds": embed_s,
            "text_per_class_all": text_all, "text_wrong": [lab for lab in labels if text_all[lab] < TEXT_WRONG],
            "accuracy": acc, "ceiling_other_items": top, "enrol_5_clips_s": enrol_s, "hop_cost": costs}
     report(res, args)

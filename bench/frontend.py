@@ -7,7 +7,6 @@ plus streaming in hops of 1 s and 100 ms. Everything runs in this process; figur
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -15,6 +14,7 @@ import time
 
 import numpy as np
 
+from bench.report import write_json
 from clap_rt.config import PRESETS, FrontendConfig
 from clap_rt.errors import run_program
 from clap_rt.frontend import StreamingLogMel, log_mel, log_mel_reference, mel_filterbank
@@ -186,11 +186,7 @@ def run(args: argparse.Namespace) -> int:
           f"{result['speedup_vs_librosa_1t']:.1f}x (librosa 1 thread); vs torch.stft: "
           f"{result['speedup_vs_torch_stft']:.2f}x (1 thread), {result['speedup_vs_torch_stft_all_threads']:.2f}x "
           f"({t} threads); streaming <= {result['stream_ms_per_audio_s']:.3f} ms per audio second")
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-    elif args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(result, args.json)
     return 0
 
 

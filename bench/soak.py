@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import time
@@ -39,7 +38,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402  (after the BLAS thread count it reads at import)
 
-from bench.enrol import cpu_flags  # noqa: E402
+from bench.report import cpu_line, print_rows, write_json  # noqa: E402
 from clap_rt.errors import UserError, run_program  # noqa: E402
 
 PROG = "python -m bench.soak"
@@ -273,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
             events[e.kind] += 1
         monitor.poll(stream.seconds_in)
 
-    flags = cpu_flags()
+    flags = cpu_line()
     print(f"{PROG}: {clap.config.name}, engine {clap.engine.name}, {args.threads} thread(s), {flags}; "
           f"{args.hours} h of audio at {rate} Hz, {args.speed}x real time, queue {args.queue_size} chunks"
           + (f"; {stream.notice}" if stream.notice else ""), file=sys.stderr, flush=True)
@@ -321,15 +320,9 @@ def run(args: argparse.Namespace) -> int:
              f"{slope:+.3f} MB per audio hour ({len(monitor.rows)} samples, after {res['warmup_hours']:.2f} h)"),
             ("open fds start / end", f"{res['fds_start']} / {res['fds_end']}"),
             ("max queue depth / bound", f"{res['max_queue_depth']} / {args.queue_size}"),
-            ("cpu", flags)]
-    w = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k:<{w}}  {v}")
-    if args.json == "-":
-        print(json.dumps(res, indent=2))
-    elif args.json:
-        from clap_rt.checkpoints import atomic_write_bytes
-        atomic_write_bytes(args.json, (json.dumps(res, indent=2) + "\n").encode())
+            ("cpu", flags.removeprefix("cpu flags: "))]
+    print_rows(rows)
+    write_json(res, args.json)
     bad = failures(res, args.max_rss_slope_mb_per_hour)
     if bad:
         print(f"{PROG}: FAIL: " + "; ".join(bad), file=sys.stderr)

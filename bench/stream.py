@@ -33,7 +33,6 @@ validation run), never on the test split.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report import cpu_flags, print_rows, write_json
 from clap_rt.errors import UserError, run_program
 from clap_rt.labelset import LabelSet
 from train.corpus.noise import background_noise
@@ -148,15 +148,6 @@ def score_stream(clap, audio: np.ndarray, labels, hop: float):
     windows: list = []
     stats = run_stream(ArraySource(audio, clap.sample_rate, block=1024), stream, windows.append, live=False)
     return windows, stats
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD flags that decide conv and int8 speed here (avx2, avx512_vnni), from /proc/cpuinfo."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 ENCODER_CHUNK = 4410          # samples per accept_waveform call (0.1 s at 44.1 kHz)
@@ -277,14 +268,8 @@ def run_encoder(args: argparse.Namespace) -> int:
         rows += [(f"{c['labels']} labels: compute / scoring per hop p50 (cpu), setup",
                   f"{c['compute_per_hop_p50_ms_cpu']:.1f} / {c['scoring_per_hop_p50_ms_cpu']:.3f} ms, "
                   f"{c['label_setup_s']:.1f} s") for c in r["labels"]]
-        w = max(len(k) for k, _ in rows)
-        for k, v in rows:
-            print(f"  {k:<{w}}  {v}")
-    if args.json == "-":
-        print(json.dumps(res, indent=2))
-    elif args.json:
-        from clap_rt.checkpoints import atomic_write_bytes
-        atomic_write_bytes(args.json, (json.dumps(res, indent=2) + "\n").encode())
+        print_rows(rows, indent="  ")
+    write_json(res, args.json)
     return 0
 
 
@@ -472,11 +457,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {r['thresholds'][0]:<6} {r['thresholds'][1]:<6} {r['f1']:.3f}  {r['precision']:.3f}  "
                   f"{r['recall']:.3f}  {r['false_alarms_per_hour']:<6.1f} {100 * r['false_on_fraction']:4.1f}%  "
                   f"{r['delay_p50_s']:.2f} s")
-    res = json_safe(res)
-    if args.json == "-":
-        print(json.dumps(res, indent=2))
-    elif args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    write_json(json_safe(res), args.json)
     return 0
 
 
