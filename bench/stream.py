@@ -400,7 +400,7 @@ def run(args: argparse.Namespace) -> int:
             enrolled_windows[f"scene{i}"] = score_stream(clap, audio, LabelSet([pack]), args.hop)[0]
         compute += stats.compute
         audio_s += stats.audio_seconds
-        ours_s += sum(stats.compute) + stats.frontend_seconds
+        ours_s += stats.compute_seconds + stats.frontend_seconds
     bg = background_noise(int(args.background_seconds * clap.sample_rate), clap.sample_rate, rng)
     bg_windows, bg_stats = score_stream(clap, bg, labels, args.hop)
     enrolled = None
@@ -412,7 +412,7 @@ def run(args: argparse.Namespace) -> int:
                                        on, off, per_label), "label_thresholds": per_label}
     # the same background audio as ours_bg, at the hop the stream ran (rounded for the incremental tower)
     base = baseline_rtf(clap, bg, bg_windows[1].start - bg_windows[0].start)
-    ours_bg = (sum(bg_stats.compute) + bg_stats.frontend_seconds) / bg_stats.audio_seconds
+    ours_bg = (bg_stats.compute_seconds + bg_stats.frontend_seconds) / bg_stats.audio_seconds
 
     def scores_at(on_: float, off_: float) -> dict:
         return detection_scores(truth, scene_windows, bg_windows, args.background_seconds, labels, on_, off_)

@@ -136,6 +136,18 @@ def test_full_queue_drops_chunks_and_counts_them():
 
 @pytest.mark.parametrize("speed", [0])
 def test_summary_reports_real_time_factor(speed):
-    stats = StreamStats(windows=3, audio_seconds=2.0, frontend_seconds=0.01, compute=[0.01, 0.02, 0.03])
+    stats = StreamStats(windows=3, audio_seconds=2.0, frontend_seconds=0.01)
+    for seconds in (0.01, 0.02, 0.03):
+        stats.add_compute(seconds)
     s = stats.summary()
     assert (s["compute_p50_ms"], s["compute_p95_ms"], s["real_time_factor"]) == (20.0, 29.0, 0.035), s
+
+
+def test_summary_memory_is_bounded_and_the_rtf_counts_every_window():
+    from clap_rt.stream import COMPUTE_KEPT
+    stats = StreamStats(audio_seconds=100.0)
+    for i in range(COMPUTE_KEPT + 500):
+        stats.add_compute(0.5 if i < 500 else 0.001)      # the oldest, slow windows leave the percentiles
+    s = stats.summary()
+    assert len(stats.compute) == COMPUTE_KEPT and s["compute_p95_ms"] == 1.0
+    assert s["real_time_factor"] == round((500 * 0.5 + COMPUTE_KEPT * 0.001) / 100.0, 5)
