@@ -118,8 +118,8 @@ def dedupe_initializers(proto) -> int:
     return saved
 
 
-def quantize_static(src: Path, dst: Path, reader, fp32_conv_layers: int = 1) -> None:
-    """QDQ int8 of the convolutions of `src`, calibrated on the feeds of `reader` (an onnxruntime
+def quantize_static(src: Path, dst: Path, reader, fp32_conv_layers: int = 1, ops: tuple = ("Conv",)) -> None:
+    """QDQ int8 of the `ops` nodes of `src`, calibrated on the feeds of `reader` (an onnxruntime
     CalibrationDataReader); the input scaling and the first `fp32_conv_layers` conv layers
     (one input channel: cheap, and the most sensitive to int8) stay fp32."""
     q = _require_quantization()
@@ -130,12 +130,12 @@ def quantize_static(src: Path, dst: Path, reader, fp32_conv_layers: int = 1) -> 
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         proto = onnx.load(str(pre))
         keep = input_scaling_nodes(proto) + leading_conv_nodes(proto, fp32_conv_layers)
-        # Only the convolutions (the compute) are quantised; the projections stay fp32.
-        # Activations are unsigned after ReLU, so uint8 with a zero point keeps their full range
+        # By default only the convolutions (the compute) are quantised and the projections stay
+        # fp32; a graph shipped for its size also quantises their MatMuls. Activations are unsigned after ReLU, so uint8 with a zero point keeps their full range
         # (symmetric int8 would waste a bit), and u8 x s8 is what VNNI / AMX multiply.
         q.quantize_static(str(pre), str(dst), reader, quant_format=q.QuantFormat.QDQ,
                           per_channel=True, activation_type=q.QuantType.QUInt8,
-                          weight_type=q.QuantType.QInt8, op_types_to_quantize=["Conv"],
+                          weight_type=q.QuantType.QInt8, op_types_to_quantize=list(ops),
                           nodes_to_exclude=keep, calibrate_method=q.CalibrationMethod.Percentile,
                           extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                          "CalibPercentile": 99.999})
