@@ -367,13 +367,15 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from clap_rt.audio import load_audio
-    from clap_rt.checkpoints import load_model
+    from clap_rt.stream import ClapStream
     from clap_rt.zeroshot import Clap
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.label_names.split(",") if n.strip()] if args.label_names else None
     clips = read_clips(args.manifest, args.split.split(","), args.source, names, args.labels, args.per_label)
     sweep = [float(v) for v in args.sweep.split(",")] if args.sweep else []
-    clap = Clap(*load_model(args.model), threads=args.threads)
+    clap = Clap.load(args.model, backend=args.backend, threads=args.threads)   # as listen loads it
+    probe = ClapStream(clap, ["x"], clap.sample_rate, hop=args.hop)
+    step = probe.tower_state.precision if probe.incremental else "re-encoded"
     on, off = clap.config.event_thresholds
     on = on if args.on is None else args.on
     off = off if args.off is None else args.off
@@ -418,7 +420,8 @@ def run(args: argparse.Namespace) -> int:
         return detection_scores(truth, scene_windows, bg_windows, args.background_seconds, labels, on_, off_)
 
     res = {
-        "model": clap.config.name, "labels": labels, "split": args.split, "source": args.source,
+        "model": clap.config.name, "backend": args.backend, "engine": clap.engine.name, "steady_step": step,
+        "labels": labels, "split": args.split, "source": args.source,
         "scenes": args.scenes, "events": sum(map(len, truth.values())),
         "hop_s": args.hop, "hop_run_s": bg_windows[1].start - bg_windows[0].start, "snr_db": args.snr_db,
         **scores_at(on, off),
@@ -439,7 +442,7 @@ def run(args: argparse.Namespace) -> int:
             ("compute per hop p50 / p95", f"{res['compute_per_hop_p50_ms']:.1f} / {res['compute_per_hop_p95_ms']:.1f} ms")]
     print(f"model {res['model']}, {len(labels)} labels, {res['events']} events in {args.scenes} x "
           f"{args.scene_seconds:.0f} s scenes, SNR {args.snr_db} dB, hop {args.hop} s, {args.threads} thread(s), "
-          f"on {on} / off {off}")
+          f"--backend {args.backend} (engine {clap.engine.name}, steady step {step}), on {on} / off {off}")
     if enrolled is not None:
         rows += [(f"enrolled ({args.enrol} clips + name): event F1",
                   f"{enrolled['f1']:.3f}  (P {enrolled['precision']:.3f}, R {enrolled['recall']:.3f})"),
@@ -487,6 +490,8 @@ def main(argv=None) -> int:
                    help="also enrol each label from K clips of recordings kept out of the scenes (with its "
                         "name as text; `clap-rt enrol`'s defaults and thresholds) and score the same scenes")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--backend", default="auto", help="engine, as listen's --backend (auto: with a shipped int8 "
+                   "streaming step; onnx: fp32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results as JSON to this file ('-' prints them)")
     p.add_argument("--encoder", action="store_true",
