@@ -83,6 +83,11 @@ class ChunkQueue:
     def qsize(self) -> int:
         return self._q.qsize()
 
+    @property
+    def capacity(self) -> int:
+        """The most chunks the queue holds."""
+        return self._q.maxsize
+
 
 class _QueuedSource:
     """Shared plumbing: a ChunkQueue read by inference, counters exposed, non-finite samples
@@ -125,6 +130,10 @@ class _QueuedSource:
     @property
     def max_qsize(self) -> int:
         return self.queue.max_qsize
+
+    @property
+    def capacity(self) -> int:
+        return self.queue.capacity
 
 
 class BlockSource(_QueuedSource):

@@ -384,9 +384,10 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
 
     source: a `clap_rt.sources` source: `read(timeout) -> Chunk | None` (None: nothing yet),
     `ended` and the counters `dropped`, `overflows`, `max_qsize`.
-    live: drain every queued chunk before each window and keep at most `max_pending` ready
-    windows, skipping the older ones, so the output never lags more than a window behind;
-    False (`--fast`): score every window.
+    live: drain the queued chunks before each window (at most the queue's `capacity`, so a
+    producer faster than the frontend cannot hold the loop in the drain while frames pile up)
+    and keep at most `max_pending` ready windows, skipping the older ones, so the output never
+    lags more than a window behind; False (`--fast`): score every window.
     """
     stats = stats or StreamStats()
 
@@ -404,12 +405,15 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
         on_window(scored)
 
     ended = False
+    drain = getattr(source, "capacity", 1)
     while not ended and not (stop and stop()):
         chunk = source.read(timeout=0.05)
+        fed = 0
         while chunk is not None:
             feed(chunk)
-            # live: take everything already queued so the decision is on the newest audio
-            chunk = source.read(timeout=0.0) if live else None
+            fed += 1
+            # live: take what is already queued so the decision is on the newest audio
+            chunk = source.read(timeout=0.0) if live and fed < drain else None
         ended = source.ended
         stats.max_queue = max(stats.max_queue, source.max_qsize)
         stats.max_frames_buffered = max(stats.max_frames_buffered, stream.frames_buffered)

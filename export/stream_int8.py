@@ -55,7 +55,7 @@ def stream_audio(clips: list, n: int, rate: int, rng: np.random.Generator) -> np
     return np.concatenate([load_audio(clips[i].path, rate) for i in pick]).astype(np.float32)
 
 
-def run_stream(clap, labels: list[str], audio: np.ndarray, hop: float, session=None, record=None):
+def steady_windows(clap, labels: list[str], audio: np.ndarray, hop: float, session=None, record=None):
     """The steady windows of one stream -> ((N, D) embeddings, (N, L) label scores, CPU s per
     step); `session` replaces the fp32 step, `record` (a list) collects the step's feeds."""
     from clap_rt.stream import ClapStream
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                              stream_audio(val, args.eval_clips, clap.sample_rate, rng))
 
         feeds: list = []
-        _, _, _, stream, graph = run_stream(clap, labels, calib, args.hop, record=feeds)
+        _, _, _, stream, graph = steady_windows(clap, labels, calib, args.hop, record=feeds)
         name = int8_graph_name(clap.model, stream.window_frames, stream.hop_frames)
         with tempfile.TemporaryDirectory() as tmp:
             dst = Path(tmp) / name
@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             quantize_static(graph.path, dst, FeedReader(feeds), fp32_conv_layers=args.fp32_layers,
                             ops=("Conv", "MatMul"))
             int8 = ort_session(dst, 1)
-            e32, s32, ms32, _, _ = run_stream(clap, labels, evaluation, args.hop)
-            e8, s8, ms8, _, _ = run_stream(clap, labels, evaluation, args.hop, session=int8)
+            e32, s32, ms32, _, _ = steady_windows(clap, labels, evaluation, args.hop)
+            e8, s8, ms8, _, _ = steady_windows(clap, labels, evaluation, args.hop, session=int8)
             figures = agreement(e32, s32, e8, s8, clap.config.event_thresholds[0])
             figures.update({"step_ms_cpu_fp32": 1e3 * ms32, "step_ms_cpu_int8": 1e3 * ms8,
                             "calibration_steps": len(feeds), "calib_clips": args.calib_clips,

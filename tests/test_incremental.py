@@ -183,27 +183,27 @@ def test_a_shipped_int8_step_agrees_and_is_timed_against_fp32_under_auto(tiny_mo
     from clap_rt.engine.onnx_engine import ort_session
     from clap_rt.zeroshot import Clap
     from export.quantize import quantize_static
-    from export.stream_int8 import FeedReader, run_stream
+    from export.stream_int8 import FeedReader, steady_windows
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     rng = np.random.default_rng(3)
     audio = (0.05 * rng.standard_normal(8 * 44100)).astype(np.float32) + np.tile(tone(600, 0.5), 16)
     clap = Clap.load(folder, backend="onnx")
     feeds: list = []
-    e32, s32, _, stream, graph = run_stream(clap, ["a", "b"], audio, 0.5, record=feeds)   # the step's real inputs
+    e32, s32, _, stream, graph = steady_windows(clap, ["a", "b"], audio, 0.5, record=feeds)   # the step's real inputs
     assert stream.tower_state.precision == "fp32" and len(feeds) == len(e32) - 1        # all but the first window
     name = int8_graph_name(clap.model, stream.window_frames, stream.hop_frames)
     quantize_static(graph.path, folder / name, FeedReader(feeds), fp32_conv_layers=1)
-    e8, s8, _, _, _ = run_stream(clap, ["a", "b"], audio, 0.5, session=ort_session(folder / name, 1))
+    e8, s8, _, _, _ = steady_windows(clap, ["a", "b"], audio, 0.5, session=ort_session(folder / name, 1))
     assert float((e8 * e32).sum(axis=1).min()) > 0.95 and np.abs(e8 - e32).max() > 0   # int8 ran, and agrees
 
     # explicit --backend onnx: fp32, the shipped step is not even timed
-    assert run_stream(clap, ["a"], audio[:3 * 44100], 0.5)[4].step_ms == {}
+    assert steady_windows(clap, ["a"], audio[:3 * 44100], 0.5)[4].step_ms == {}
     monkeypatch.setattr(clap_rt.engine.auto, "choose_backend", lambda model, threads=None: {"backend": "onnx"})
     auto = Clap.load(folder, backend="auto")
-    _, _, _, s_auto, g_auto = run_stream(auto, ["a"], audio[:3 * 44100], 0.5)
+    _, _, _, s_auto, g_auto = steady_windows(auto, ["a"], audio[:3 * 44100], 0.5)
     assert set(g_auto.step_ms) == {"fp32", "int8"}
     assert s_auto.tower_state.precision == ("int8" if g_auto.step_ms["int8"] < g_auto.step_ms["fp32"] else "fp32")
     # a step made for other weights, window or hop is never picked up: its name differs
     (folder / name).rename(folder / name.replace("-h24.onnx", "-h16.onnx"))
-    assert run_stream(Clap.load(folder, backend="auto"), ["a"], audio[:3 * 44100], 0.5)[4].step_ms == {}
+    assert steady_windows(Clap.load(folder, backend="auto"), ["a"], audio[:3 * 44100], 0.5)[4].step_ms == {}

@@ -124,6 +124,29 @@ def test_slow_inference_skips_windows_instead_of_queueing():
     assert stats.max_queue <= 64 and stats.dropped_chunks == 0, stats.summary()
 
 
+def test_a_producer_faster_than_the_frontend_cannot_hold_the_loop_in_the_drain():
+    class Flood:                    # a chunk is always waiting, as from a producer faster than the frontend
+        capacity, dropped, overflows, max_qsize = 8, 0, 0, 8
+
+        def __init__(self, chunks):
+            self.chunks, self.ended = chunks, False
+
+        def read(self, timeout=0.0):
+            if not self.chunks:
+                self.ended = True
+                return None
+            return self.chunks.pop()
+
+    audio = soundscape([(1000.0, 1.0, 2.0)], 4.0)
+    stream = ClapStream(FakeClap({"beep": 1000.0}), ["beep"], RATE, hop=0.1)
+    stats = run_stream(Flood([audio[i:i + 400] for i in range(0, len(audio), 400)][::-1]), stream,
+                       lambda w: None, live=True)
+    # windows are scored while the audio flows (every 8 chunks), not once at the end, and the
+    # frames held stay within a window and the chunks of one drain
+    assert stats.windows >= 10 and stats.windows + stats.skipped >= 30, stats.summary()
+    assert stats.max_frames_buffered <= stream.window_frames + 8 * 400 // 160 + 2 * stream.hop_frames, stats
+
+
 def test_full_queue_drops_chunks_and_counts_them():
     source = ArraySource(np.zeros(RATE, np.float32), RATE, block=100, realtime=True, queue_size=4)
     for _ in range(10):
