@@ -141,13 +141,13 @@ def clip_items(manifest: Path) -> dict:
 
 
 def score_stream(clap, audio: np.ndarray, labels, hop: float):
-    """The listen --fast pipeline's scoring on one signal -> ([ScoredWindow], StreamStats)."""
+    """The listen --fast pipeline's scoring on one signal -> ([ScoredWindow], StreamStats, ClapStream)."""
     from clap_rt.sources import ArraySource
     from clap_rt.stream import ClapStream, run_stream
     stream = ClapStream(clap, labels, clap.sample_rate, hop=hop)
     windows: list = []
     stats = run_stream(ArraySource(audio, clap.sample_rate, block=1024), stream, windows.append, live=False)
-    return windows, stats
+    return windows, stats, stream
 
 
 ENCODER_CHUNK = 4410          # samples per accept_waveform call (0.1 s at 44.1 kHz)
@@ -236,15 +236,15 @@ def run_encoder(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from clap_rt.audio import load_audio
-    from clap_rt.checkpoints import load_model
+    from clap_rt.checkpoints import DEFAULT_MODEL_DIR, read_config
     from clap_rt.zeroshot import Clap
     torch.set_num_threads(args.threads)
-    model, tok = load_model(args.model)
-    rate = model.config.frontend.sample_rate
+    cfg, _ = read_config(args.model or DEFAULT_MODEL_DIR)
+    rate = cfg.frontend.sample_rate
     audio = load_audio(args.audio, rate)
     bg = background_noise(int(args.background_seconds * rate), rate, np.random.default_rng(args.seed))
     audio = np.concatenate([audio, bg]).astype(np.float32)
-    res = {"model": model.config.name, "threads": args.threads, "cpu_flags": cpu_flags(), "audio": str(args.audio),
+    res = {"model": cfg.name, "threads": args.threads, "cpu_flags": cpu_flags(), "audio": str(args.audio),
            "load_average": os.getloadavg(), "runs": []}
     for backend in args.backends.split(","):
         clap = Clap.load(args.model, backend=backend, threads=args.threads)     # auto: a shipped int8 step may run
@@ -367,15 +367,12 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from clap_rt.audio import load_audio
-    from clap_rt.stream import ClapStream
     from clap_rt.zeroshot import Clap
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.label_names.split(",") if n.strip()] if args.label_names else None
     clips = read_clips(args.manifest, args.split.split(","), args.source, names, args.labels, args.per_label)
     sweep = [float(v) for v in args.sweep.split(",")] if args.sweep else []
     clap = Clap.load(args.model, backend=args.backend, threads=args.threads)   # as listen loads it
-    probe = ClapStream(clap, ["x"], clap.sample_rate, hop=args.hop)
-    step = probe.tower_state.precision if probe.incremental else "re-encoded"
     on, off = clap.config.event_thresholds
     on = on if args.on is None else args.on
     off = off if args.off is None else args.off
@@ -396,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
     truth, scene_windows, enrolled_windows, compute, audio_s, ours_s = {}, {}, {}, [], 0.0, 0.0
     for i in range(args.scenes):
         audio, t = make_scene(clips, args.scene_seconds, args.events, args.snr_db, clap.sample_rate, rng, load)
-        windows, stats = score_stream(clap, audio, labels, args.hop)
+        windows, stats, _ = score_stream(clap, audio, labels, args.hop)
         truth[f"scene{i}"], scene_windows[f"scene{i}"] = t, windows
         if pack is not None:
             enrolled_windows[f"scene{i}"] = score_stream(clap, audio, LabelSet([pack]), args.hop)[0]
@@ -404,7 +401,8 @@ def run(args: argparse.Namespace) -> int:
         audio_s += stats.audio_seconds
         ours_s += stats.compute_seconds + stats.frontend_seconds
     bg = background_noise(int(args.background_seconds * clap.sample_rate), clap.sample_rate, rng)
-    bg_windows, bg_stats = score_stream(clap, bg, labels, args.hop)
+    bg_windows, bg_stats, bg_stream = score_stream(clap, bg, labels, args.hop)
+    step = bg_stream.tower_state.precision if bg_stream.incremental else "re-encoded"
     enrolled = None
     if pack is not None:
         bg_enrolled = score_stream(clap, bg, LabelSet([pack]), args.hop)[0]

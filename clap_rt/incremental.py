@@ -218,7 +218,7 @@ class IncrementalTower:
     @property
     def precision(self) -> str:
         """"int8" where the steady windows run the shipped int8 step, else "fp32"."""
-        return self._graph.precision if self._graph is not None and self._graph.session is not None else "fp32"
+        return self._graph.precision if self._graph is not None else "fp32"
 
     @property
     def columns_held(self) -> list[int]:

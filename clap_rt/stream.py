@@ -383,7 +383,7 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
     """Feed `source` into `stream` until the source ends or `stop()` is true.
 
     source: a `clap_rt.sources` source: `read(timeout) -> Chunk | None` (None: nothing yet),
-    `ended` and the counters `dropped`, `overflows`, `max_qsize`.
+    `ended`, `capacity` (its queue's size) and the counters `dropped`, `overflows`, `max_qsize`.
     live: drain the queued chunks before each window (at most the queue's `capacity`, so a
     producer faster than the frontend cannot hold the loop in the drain while frames pile up)
     and keep at most `max_pending` ready windows, skipping the older ones, so the output never
@@ -405,7 +405,6 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
         on_window(scored)
 
     ended = False
-    drain = getattr(source, "capacity", 1)
     while not ended and not (stop and stop()):
         chunk = source.read(timeout=0.05)
         fed = 0
@@ -413,7 +412,7 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
             feed(chunk)
             fed += 1
             # live: take what is already queued so the decision is on the newest audio
-            chunk = source.read(timeout=0.0) if live and fed < drain else None
+            chunk = source.read(timeout=0.0) if live and fed < source.capacity else None
         ended = source.ended
         stats.max_queue = max(stats.max_queue, source.max_qsize)
         stats.max_frames_buffered = max(stats.max_frames_buffered, stream.frames_buffered)

@@ -131,8 +131,9 @@ def quantize_static(src: Path, dst: Path, reader, fp32_conv_layers: int = 1, ops
         proto = onnx.load(str(pre))
         keep = input_scaling_nodes(proto) + leading_conv_nodes(proto, fp32_conv_layers)
         # By default only the convolutions (the compute) are quantised and the projections stay
-        # fp32; a graph shipped for its size also quantises their MatMuls. Activations are unsigned after ReLU, so uint8 with a zero point keeps their full range
-        # (symmetric int8 would waste a bit), and u8 x s8 is what VNNI / AMX multiply.
+        # fp32; a graph shipped for its size also quantises their MatMuls. Activations are
+        # unsigned after ReLU, so uint8 with a zero point keeps their full range (symmetric
+        # int8 would waste a bit), and u8 x s8 is what VNNI / AMX multiply.
         q.quantize_static(str(pre), str(dst), reader, quant_format=q.QuantFormat.QDQ,
                           per_channel=True, activation_type=q.QuantType.QUInt8,
                           weight_type=q.QuantType.QInt8, op_types_to_quantize=list(ops),

@@ -56,8 +56,9 @@ def stream_audio(clips: list, n: int, rate: int, rng: np.random.Generator) -> np
 
 
 def steady_windows(clap, labels: list[str], audio: np.ndarray, hop: float, session=None, record=None):
-    """The steady windows of one stream -> ((N, D) embeddings, (N, L) label scores, CPU s per
-    step); `session` replaces the fp32 step, `record` (a list) collects the step's feeds."""
+    """The windows of one stream -> ((N, D) embeddings, (N, L) label scores, median CPU s per
+    steady step, the ClapStream, its SteadyGraph); `session` replaces the fp32 step, `record`
+    (a list) collects the step's feeds."""
     from clap_rt.stream import ClapStream
     stream = ClapStream(clap, labels, clap.sample_rate, hop=hop)
     graph = stream.tower_state._graph if stream.incremental else None

@@ -18,8 +18,6 @@ import platform
 import statistics
 import time
 
-import numpy as np
-
 from ..cache import cache_dir
 from . import engine_class
 from .graph import audio_fingerprint, example_input
@@ -66,14 +64,14 @@ def _cpu_model() -> str:
         return ""
 
 
-def median_seconds(engine, x: np.ndarray, repeats: int = REPEATS, warmup: int = 1) -> float:
-    """Median wall time of `engine.embed(x)` over `repeats` calls after `warmup` calls."""
+def median_seconds(call, repeats: int = REPEATS, warmup: int = 1) -> float:
+    """Median wall time of `call()` over `repeats` calls after `warmup` calls."""
     for _ in range(warmup):
-        engine.embed(x)
+        call()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        engine.embed(x)
+        call()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -97,7 +95,7 @@ def measure(model, threads: int | None, backends: list[str]) -> dict:
                 if cos < PARITY[name]:
                     rejected[name] = f"cosine {cos:.6f} vs torch < {PARITY[name]}"
                     continue
-            timings[name] = [1e3 * median_seconds(engine, x) for x in inputs]
+            timings[name] = [1e3 * median_seconds(lambda: engine.embed(x)) for x in inputs]
         finally:
             engine.close()
     base = timings["torch"]

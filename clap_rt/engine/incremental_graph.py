@@ -19,10 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-import statistics
-import time
-
 from ..cache import cache_dir
+from .auto import median_seconds
 from .graph import OPSET, audio_fingerprint
 from .onnx_engine import ort_session
 
@@ -50,6 +48,8 @@ class SteadyGraph:
         tower.step(torch.full((1, n_mels, W), _TRACE_DB), 0)         # a first window
         new_mel = torch.full((1, n_mels, H), _TRACE_DB)
         self.session = None
+        self.precision, self.step_ms = "fp32", {}
+        self.recorded = None            # a list: every step's feeds are appended (calibration)
         for k in range(1, 4):           # windows H apart until the held columns keep their shapes
             self.shapes = _shapes(tower)
             before = (list(tower._start), list(tower._done))
@@ -70,8 +70,6 @@ class SteadyGraph:
         self.path = path
         self.session = ort_session(path, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
-        self.precision, self.step_ms = "fp32", {}
-        self.recorded = None            # a list: every step's feeds are appended (calibration)
         if int8_path is not None:
             self._keep_faster(ort_session(int8_path, threads), new_mel, held)
 
@@ -80,14 +78,8 @@ class SteadyGraph:
         if [i.name for i in int8.get_inputs()] != self.inputs:
             return                      # not this step's graph: fp32
         feeds = dict(zip(self.inputs, [new_mel.numpy()] + [c.numpy() for c in held]))
-        for name, session in (("fp32", self.session), ("int8", int8)):
-            session.run(None, feeds)
-            times = []
-            for _ in range(TIMED_STEPS):
-                t0 = time.perf_counter()
-                session.run(None, feeds)
-                times.append(time.perf_counter() - t0)
-            self.step_ms[name] = 1e3 * statistics.median(times)
+        for name, graph in (("fp32", self.session), ("int8", int8)):
+            self.step_ms[name] = 1e3 * median_seconds(lambda: graph.run(None, feeds), TIMED_STEPS)
         if self.step_ms["int8"] < self.step_ms["fp32"]:
             self.session, self.precision = int8, "int8"
 
