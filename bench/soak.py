@@ -27,7 +27,6 @@ skips them.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import time
@@ -40,6 +39,7 @@ import numpy as np  # noqa: E402  (after the BLAS thread count it reads at impor
 
 from bench.report import cpu_line, print_rows, write_json  # noqa: E402
 from clap_rt.errors import UserError, run_program  # noqa: E402
+from train.corpus.noise import coloured_noise  # noqa: E402
 
 PROG = "python -m bench.soak"
 BLOCK = 1024                 # samples per chunk, as `listen` reads its input
@@ -50,40 +50,8 @@ OVERFLOW_EVERY_S = 600.0     # ... between input-overflow flags
 PAUSE_EVERY_S = 900.0        # ... between producer pauses
 PAUSE_WALL_S = (0.05, 0.5)
 KINDS = ("white", "pink", "brown", "tone", "silence", "burst", "clipped")
-# (b, a) of the filters shaping white noise: pink (-3 dB/octave, Kellet's fit), brown (a leaky
-# integrator, -6 dB/octave above 35 Hz at 44.1 kHz)
-COLOURS = {"white": None,
-           "pink": ([0.049922035, -0.095993537, 0.050612699, -0.004408786],
-                    [1.0, -2.494956002, 2.017265875, -0.522189400]),
-           "brown": ([1.0], [1.0, -0.995])}
-
-
-@functools.cache
-def filter_gain(colour: str) -> float:
-    """RMS of the colour's filter output for unit white noise (its impulse response's energy)."""
-    from scipy.signal import lfilter
-    b, a = COLOURS[colour]
-    impulse = np.zeros(1 << 15)
-    impulse[0] = 1.0
-    return float(np.sqrt(np.sum(lfilter(b, a, impulse) ** 2)))
-
-
-class Noise:
-    """Unit-RMS noise of a colour, made piece by piece with the filter's state carried over."""
-
-    def __init__(self, colour: str, rng: np.random.Generator):
-        self.rng, self.ba = rng, COLOURS[colour]
-        if self.ba is not None:
-            self.gain = filter_gain(colour)
-            self.zi = np.zeros(max(map(len, self.ba)) - 1)
-
-    def __call__(self, n: int) -> np.ndarray:
-        x = self.rng.standard_normal(n, dtype=np.float32)
-        if self.ba is None:
-            return x
-        from scipy.signal import lfilter
-        y, self.zi = lfilter(*self.ba, x, zi=self.zi)
-        return (y / self.gain).astype(np.float32)
+# Power slope of each noise colour (power ~ 1/f^slope), as train.corpus.noise makes them.
+SLOPES = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 
 
 def level(rng: np.random.Generator, lo_db: float = -60.0, hi_db: float = -6.0) -> float:
@@ -110,13 +78,17 @@ class SoakSignal:
         kind = KINDS[rng.integers(len(KINDS))]
         self.segments[kind] += 1
         gain = level(rng, -40, -3) if kind == "tone" else level(rng)
-        noise = Noise(kind if kind in COLOURS else "pink", rng)
+        slope = SLOPES.get(kind, SLOPES["pink"])
+
+        def noise(k: int) -> np.ndarray:      # unit-RMS noise of the segment's colour, a piece at a time
+            return coloured_noise(k, slope, rng).astype(np.float32)
+
         f0, f1 = rng.uniform(50, 15000, 2) if rng.random() < 0.3 else [rng.uniform(50, 15000)] * 2
         drive = rng.uniform(3, 30)
         for at in range(0, n, PIECE):
             k = min(PIECE, n - at)
             t = (at + np.arange(k)) / rate
-            if kind in COLOURS:
+            if kind in SLOPES:
                 yield gain * noise(k)
             elif kind == "silence":
                 yield np.zeros(k, np.float32)
