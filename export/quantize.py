@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from clap_rt.engine.graph import dedupe_weights
 from clap_rt.errors import UserError, run_program
 from export.common import AUDIO_ONNX, FAILURES, batches, calibration_windows, model_config, read_meta
 
@@ -96,28 +97,6 @@ def leading_conv_nodes(proto, n_layers: int) -> list[str]:
     return names
 
 
-def dedupe_initializers(proto) -> int:
-    """Keep one copy of initializers with equal type, shape and bytes, the nodes reading the
-    others rewired to it (the step graph's copies of a layer's weights quantise alike); returns
-    the bytes saved."""
-    first, rename, saved = {}, {}, 0
-    for init in list(proto.graph.initializer):
-        key = (init.data_type, tuple(init.dims), init.raw_data) if init.raw_data else None
-        if key is None:
-            continue
-        if key in first:
-            rename[init.name] = first[key]
-            saved += len(init.raw_data)
-            proto.graph.initializer.remove(init)
-        else:
-            first[key] = init.name
-    for node in proto.graph.node:
-        for i, name in enumerate(node.input):
-            if name in rename:
-                node.input[i] = rename[name]
-    return saved
-
-
 def quantize_static(src: Path, dst: Path, reader, fp32_conv_layers: int = 1, ops: tuple = ("Conv",)) -> None:
     """QDQ int8 of the `ops` nodes of `src`, calibrated on the feeds of `reader` (an onnxruntime
     CalibrationDataReader); the input scaling and the first `fp32_conv_layers` conv layers
@@ -141,7 +120,7 @@ def quantize_static(src: Path, dst: Path, reader, fp32_conv_layers: int = 1, ops
                           extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                          "CalibPercentile": 99.999})
     proto = onnx.load(str(dst))
-    if dedupe_initializers(proto):
+    if dedupe_weights(proto):
         onnx.save(proto, str(dst))
 
 

@@ -27,6 +27,35 @@ INPUT_NAME = "mel_db"
 OUTPUT_NAME = "embedding"
 
 
+def dedupe_weights(proto) -> int:
+    """Keep one copy of an `onnx.ModelProto`'s weights with equal type, shape and bytes, the
+    nodes reading the others rewired to it (the incremental step holds a layer's weights once
+    per slice of columns it convolves, and its int8 copy quantises them alike); Constant nodes
+    holding a tensor become initializers first. Returns the bytes saved."""
+    for node in list(proto.graph.node):
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            tensor = node.attribute[0].t
+            tensor.name = node.output[0]
+            proto.graph.initializer.append(tensor)
+            proto.graph.node.remove(node)
+    first, rename, saved = {}, {}, 0
+    for init in list(proto.graph.initializer):
+        key = (init.data_type, tuple(init.dims), init.raw_data) if init.raw_data else None
+        if key is None:
+            continue
+        if key in first:
+            rename[init.name] = first[key]
+            saved += len(init.raw_data)
+            proto.graph.initializer.remove(init)
+        else:
+            first[key] = init.name
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    return saved
+
+
 def stretch_matrix(t_in: int, t_out: int) -> torch.Tensor:
     """(t_in, t_out) matrix M with x @ M == bicubic align_corners resize of x's last axis.
 

@@ -1,11 +1,14 @@
-"""One steady-state window of the incremental audio tower as an onnxruntime graph.
+"""The incremental audio tower's windows as onnxruntime graphs: the steady step and the first window.
 
 In a stream whose windows follow each other by the hop, every window does the same work on
 the same shapes: the hop's new frames and each stage's held columns in, the embedding and the
 next held columns out (as silero-vad and streaming ASR models pass their state). That step is
 traced once from `clap_rt.incremental.IncrementalTower.step` (fixed shapes, slices fixed)
 and exported to ONNX, cached per weights, window and hop; onnxruntime then fuses it as it
-fuses the whole tower. A stream's first window, and one after a gap, run in PyTorch.
+fuses the whole tower. A window that starts the columns afresh (a stream's first, and every
+one after skipped windows: most of them in a stream that cannot keep up) is a fixed step too:
+all W frames in, the embedding and the held columns out, traced and cached the same way (in
+eager PyTorch it costs about three steady steps).
 
 A model folder may ship a static-int8 copy of the step (`int8_graph_name`, written by
 `python -m export.stream_int8` only where its scores agree with fp32 on held-out streams);
@@ -21,7 +24,7 @@ import torch.nn as nn
 
 from ..cache import cache_dir
 from .auto import median_seconds
-from .graph import OPSET, audio_fingerprint
+from .graph import OPSET, audio_fingerprint, dedupe_weights
 from .onnx_engine import ort_session
 
 # dB of the frames the state is first filled with when the graph is traced (any value works:
@@ -45,9 +48,14 @@ class SteadyGraph:
         n_mels = tower.tower.band_offset_db.shape[0]
         tower.reset()
         tower._origin = 0
-        tower.step(torch.full((1, n_mels, W), _TRACE_DB), 0)         # a first window
+        first_mel = torch.full((1, n_mels, W), _TRACE_DB)
+        first = _Step(tower, (list(tower._start), list(tower._done)), 0).eval()
+        with torch.no_grad():
+            first(first_mel)
+        self.first_counters = (list(tower._start), list(tower._done))
+        self.first_shapes, self.first_macs = _shapes(tower), tower.macs
         new_mel = torch.full((1, n_mels, H), _TRACE_DB)
-        self.session = None
+        self.session = self.first_session = None
         self.precision, self.step_ms = "fp32", {}
         self.recorded = None            # a list: every step's feeds are appended (calibration)
         for k in range(1, 4):           # windows H apart until the held columns keep their shapes
@@ -63,12 +71,16 @@ class SteadyGraph:
             return                      # no steady state (a window within the edge bands): PyTorch only
         self.macs = tower.macs
         self.advance = [(a - b, c - d) for a, b, c, d in zip(tower._start, before[0], tower._done, before[1])]
-        path = cache_dir() / "onnx" / f"incremental-{audio_fingerprint(tower.model)}-w{W}-h{H}.onnx"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, _export(step, new_mel, held))
-        self.path = path
-        self.session = ort_session(path, threads)
+        folder = cache_dir() / "onnx"
+        fingerprint = audio_fingerprint(tower.model)
+        self.path = folder / f"incremental-{fingerprint}-w{W}-h{H}.onnx"
+        first_path = folder / f"incremental-first-{fingerprint}-w{W}-h{H}.onnx"
+        for path, traced, feeds in ((self.path, step, (new_mel, *held)), (first_path, first, (first_mel,))):
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, _export(traced, feeds))
+        self.session = ort_session(self.path, threads)
+        self.first_session = ort_session(first_path, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
         if int8_path is not None:
             self._keep_faster(ort_session(int8_path, threads), new_mel, held)
@@ -88,6 +100,10 @@ class SteadyGraph:
         return (self.session is not None and seen == tower.window_frames - tower.hop_frames
                 and _shapes(tower) == self.shapes)
 
+    def fits_first(self, tower) -> bool:
+        """Whether `tower` holds nothing, so that its next window is a first one."""
+        return self.first_session is not None and _shapes(tower) == [None] * len(tower._cols)
+
     def step(self, tower, mel: np.ndarray) -> np.ndarray:
         """mel: (n_mels, W) frames of a steady window -> (D,) embedding; advances `tower`."""
         new = np.ascontiguousarray(mel[None, :, tower.window_frames - tower.hop_frames:], np.float32)
@@ -96,14 +112,27 @@ class SteadyGraph:
         if self.recorded is not None:
             self.recorded.append(feeds)
         out = self.session.run(None, feeds)
-        nxt = iter(out[1:])
-        tower._cols = [None if s is None else torch.from_numpy(next(nxt)) for s in self.shapes]
-        for l, (ds, dd) in enumerate(self.advance):
-            tower._start[l] += ds
-            tower._done[l] += dd
-            tower._off[l] = 0
-        tower.macs = self.macs
+        counters = ([s + a for s, (a, _) in zip(tower._start, self.advance)],
+                    [d + a for d, (_, a) in zip(tower._done, self.advance)])
+        _hold(tower, out[1:], self.shapes, counters, self.macs)
         return out[0][0]
+
+    def first(self, tower, mel: np.ndarray) -> np.ndarray:
+        """mel: (n_mels, W) frames of a window `tower` (holding nothing) starts at -> (D,) embedding;
+        fills `tower` with the columns the next windows read."""
+        out = self.first_session.run(None, {"mel_db": np.ascontiguousarray(mel[None], np.float32)})
+        _hold(tower, out[1:], self.first_shapes, self.first_counters, self.first_macs)
+        return out[0][0]
+
+
+def _hold(tower, arrays: list, shapes: list, counters: tuple, macs: int) -> None:
+    """Give `tower` the held columns a graph returned (one per present stage of `shapes`) and
+    their (start, done) counters."""
+    nxt = iter(arrays)
+    tower._cols = [None if s is None else torch.from_numpy(next(nxt)) for s in shapes]
+    tower._start, tower._done = list(counters[0]), list(counters[1])
+    tower._off = [0] * len(tower._cols)
+    tower.macs = macs
 
 
 def _shapes(tower) -> list:
@@ -134,13 +163,18 @@ class _Step(nn.Module):
         return (e, *[c for c in t._cols if c is not None])
 
 
-def _export(step: _Step, new_mel: torch.Tensor, held: list) -> bytes:
+def _export(step: _Step, feeds: tuple) -> bytes:
+    """ONNX of `step` on `feeds` (new_mel, *held): inputs mel_db, held0..; outputs embedding, next_held0.."""
     import io
     buf = io.BytesIO()
-    names = [f"held{i}" for i in range(len(held))]
+    with torch.no_grad():
+        n_out = len(step(*feeds)) - 1
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")         # tracer warnings: the Python branches are the step's, fixed
-        torch.onnx.export(step, (new_mel, *held), buf, input_names=["mel_db"] + names,
-                          output_names=["embedding"] + [f"next_{n}" for n in names], opset_version=OPSET,
+        torch.onnx.export(step, feeds, buf, input_names=["mel_db"] + [f"held{i}" for i in range(len(feeds) - 1)],
+                          output_names=["embedding"] + [f"next_held{i}" for i in range(n_out)], opset_version=OPSET,
                           do_constant_folding=True, dynamo=False)
-    return buf.getvalue()
+    import onnx
+    proto = onnx.load_from_string(buf.getvalue())
+    dedupe_weights(proto)          # one copy of each layer's weights: a third of the file and of the memory
+    return proto.SerializeToString()
