@@ -211,3 +211,17 @@ def test_a_shipped_int8_step_agrees_and_is_timed_against_fp32_under_auto(tiny_mo
     # a step made for other weights, window or hop is never picked up: its name differs
     (folder / name).rename(folder / name.replace("-h24.onnx", "-h16.onnx"))
     assert steady_windows(Clap.load(folder, backend="auto"), ["a"], audio[:3 * 44100], 0.5)[4].step_ms == {}
+
+
+def test_step_graphs_hold_each_weight_once():
+    onnx = pytest.importorskip("onnx")
+    model = random_bn_model(4)
+    tower = IncrementalTower(model, 87, runner="onnx", threads=1, hop_frames=24)
+    conv_bytes = sum(st.weight.numel() * 4 for st in tower._stages if st.conv)
+    for path in (tower._graph.path, tower._graph.first_path):
+        proto = onnx.load(str(path))
+        assert not [n for n in proto.graph.node if n.op_type == "Constant" and n.attribute[0].t.ByteSize() > 1024]
+        weights = [bytes(i.raw_data) for i in proto.graph.initializer if len(i.raw_data) > 1024]
+        assert len(weights) == len(set(weights)), path.name
+        # each conv's folded weight once (three slices of columns read it), the projection's matrices once
+        assert conv_bytes <= sum(map(len, weights)) < conv_bytes + 4 * sum(p.numel() for p in model.audio_projection.parameters()) + 1024

@@ -74,13 +74,13 @@ class SteadyGraph:
         folder = cache_dir() / "onnx"
         fingerprint = audio_fingerprint(tower.model)
         self.path = folder / f"incremental-{fingerprint}-w{W}-h{H}.onnx"
-        first_path = folder / f"incremental-first-{fingerprint}-w{W}-h{H}.onnx"
-        for path, traced, feeds in ((self.path, step, (new_mel, *held)), (first_path, first, (first_mel,))):
+        self.first_path = folder / f"incremental-first-{fingerprint}-w{W}-h{H}.onnx"
+        for path, traced, feeds in ((self.path, step, (new_mel, *held)), (self.first_path, first, (first_mel,))):
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(path, _export(traced, feeds))
         self.session = ort_session(self.path, threads)
-        self.first_session = ort_session(first_path, threads)
+        self.first_session = ort_session(self.first_path, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
         if int8_path is not None:
             self._keep_faster(ort_session(int8_path, threads), new_mel, held)
