@@ -35,6 +35,8 @@ The state (`IncrementalTower`) belongs to one stream and is reset with it.
 """
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -49,6 +51,8 @@ from .model import SfxCNN
 # Engines whose model stays on the CPU, where the incremental tower runs too (on the same runtime).
 CPU_ENGINES = ("torch", "onnx")
 RUNNERS = CPU_ENGINES
+# Weight of the newest window in the running mean of a window's compute time (first / steady).
+COST_SMOOTHING = 0.1
 
 
 def incremental_support(model) -> Optional[str]:
@@ -201,11 +205,15 @@ class IncrementalTower:
         # place, so that a window's computation is a pure function a graph can be traced from.
         self._functional = runner == "onnx"
         self._graph = None
+        self._seconds: dict = {}                # running mean compute time of "first" / "steady" windows
         self.reset()
         if runner == "onnx":
             from .engine.incremental_graph import SteadyGraph
             self._graph = SteadyGraph(self, threads, int8_path)
             self.reset()
+            if self._graph.session is not None:     # timed as it was built: the costs to start from
+                self._seconds = {"first": self._graph.first_ms / 1e3,
+                                 "steady": self._graph.step_ms[self._graph.precision] / 1e3}
 
     def reset(self) -> None:
         """Forget the stream: the next window starts the columns afresh."""
@@ -336,12 +344,32 @@ class IncrementalTower:
             self.reset()                # not the continuation of the last window: start afresh here
             self._origin, end = first_frame, first_frame
         self._resume_at = first_frame + (self.hop_frames or self.stride)
+        steady = self.hop_frames is not None and end - first_frame == W - self.hop_frames
+        kind = "first" if restart else "steady" if steady else None
+        t0 = time.perf_counter()
         if graph is not None and graph.fits(self, end - first_frame):
-            return graph.step(self, mel)
-        if graph is not None and graph.fits_first(self):
-            return graph.first(self, mel)
-        return self.step(torch.from_numpy(np.ascontiguousarray(mel[:, end - first_frame:], np.float32))[None],
-                         first_frame)[0].float().numpy()
+            e = graph.step(self, mel)
+        elif graph is not None and graph.fits_first(self):
+            e = graph.first(self, mel)
+        else:
+            e = self.step(torch.from_numpy(np.ascontiguousarray(mel[:, end - first_frame:], np.float32))[None],
+                          first_frame)[0].float().numpy()
+        if kind is not None:
+            took, last = time.perf_counter() - t0, self._seconds.get(kind)
+            self._seconds[kind] = took if last is None else last + COST_SMOOTHING * (took - last)
+        return e
+
+    @property
+    def catch_up_windows(self) -> int:
+        """How many consecutive windows, scored in turn, take about as long as starting afresh
+        on the newest of them (running means of this stream's first and steady windows, from
+        the graphs' timings where the onnx runner built them); 1 until both were measured. A stream that falls this many windows behind
+        catches up rather than skip: skipping restarts the columns, and a restart that costs more
+        than a hop's time leaves the stream behind again, so it would keep skipping."""
+        first, steady = self._seconds.get("first"), self._seconds.get("steady")
+        if first is None or steady is None or steady <= 0:
+            return 1
+        return max(1, math.ceil(first / steady))
 
     def step(self, new_mel: torch.Tensor, first_frame: int) -> torch.Tensor:
         """The frames of the window at `first_frame` not seen yet, (1, n_mels, k) dB -> (1, D)

@@ -156,6 +156,12 @@ class ClapStream:
         return self._tower is not None
 
     @property
+    def catch_up_windows(self) -> int:
+        """Ready windows worth scoring in turn rather than skipping to the newest (see
+        `IncrementalTower.catch_up_windows`); 1 when windows are re-encoded."""
+        return self._tower.catch_up_windows if self._tower is not None else 1
+
+    @property
     def tower_state(self):
         """The `IncrementalTower` holding the audio tower's activations (None: re-encoding)."""
         return self._tower
@@ -387,7 +393,9 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
     live: drain the queued chunks before each window (at most the queue's `capacity`, so a
     producer faster than the frontend cannot hold the loop in the drain while frames pile up)
     and keep at most `max_pending` ready windows, skipping the older ones, so the output never
-    lags more than a window behind; False (`--fast`): score every window.
+    lags more than a window behind; False (`--fast`): score every window. An incremental stream
+    that is up to `stream.catch_up_windows` windows behind scores them in turn instead: that
+    costs no more than the restart a skip causes, and keeps the stream in its steady state.
     """
     stats = stats or StreamStats()
 
@@ -419,11 +427,10 @@ def run_stream(source, stream: ClapStream, on_window: Callable[[ScoredWindow], N
         if ended:
             stream.input_finished()
             stats.max_frames_buffered = max(stats.max_frames_buffered, stream.frames_buffered)
-        if live:
+        if live and stream.windows_ready > max(max_pending, stream.catch_up_windows):
             extra = stream.windows_ready - max_pending
-            if extra > 0:
-                stream.skip_windows(extra)
-                stats.skipped += extra
+            stream.skip_windows(extra)
+            stats.skipped += extra
         if live and not ended:
             if stream.windows_ready:
                 score_one()        # one at a time: new audio may arrive meanwhile

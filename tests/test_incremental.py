@@ -202,7 +202,7 @@ def test_a_shipped_int8_step_agrees_and_is_timed_against_fp32_under_auto(tiny_mo
     assert float((e8 * e32).sum(axis=1).min()) > 0.95 and np.abs(e8 - e32).max() > 0   # int8 ran, and agrees
 
     # explicit --backend onnx: fp32, the shipped step is not even timed
-    assert steady_windows(clap, ["a"], audio[:3 * 44100], 0.5)[4].step_ms == {}
+    assert set(steady_windows(clap, ["a"], audio[:3 * 44100], 0.5)[4].step_ms) == {"fp32"}
     monkeypatch.setattr(clap_rt.engine.auto, "choose_backend", lambda model, threads=None: {"backend": "onnx"})
     auto = Clap.load(folder, backend="auto")
     _, _, _, s_auto, g_auto = steady_windows(auto, ["a"], audio[:3 * 44100], 0.5)
@@ -210,7 +210,7 @@ def test_a_shipped_int8_step_agrees_and_is_timed_against_fp32_under_auto(tiny_mo
     assert s_auto.tower_state.precision == ("int8" if g_auto.step_ms["int8"] < g_auto.step_ms["fp32"] else "fp32")
     # a step made for other weights, window or hop is never picked up: its name differs
     (folder / name).rename(folder / name.replace("-h24.onnx", "-h16.onnx"))
-    assert steady_windows(Clap.load(folder, backend="auto"), ["a"], audio[:3 * 44100], 0.5)[4].step_ms == {}
+    assert set(steady_windows(Clap.load(folder, backend="auto"), ["a"], audio[:3 * 44100], 0.5)[4].step_ms) == {"fp32"}
 
 
 def test_step_graphs_hold_each_weight_once():

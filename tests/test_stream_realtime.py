@@ -124,6 +124,43 @@ def test_slow_inference_skips_windows_instead_of_queueing():
     assert stats.max_queue <= 64 and stats.dropped_chunks == 0, stats.summary()
 
 
+class RestartCostStream(ClapStream):
+    """A stream whose window costs `first` seconds when it does not follow the last one scored
+    (an incremental tower starting afresh) and `steady` seconds when it does."""
+
+    def __init__(self, *args, first: float, steady: float, catch_up: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.first, self.steady, self._catch_up, self.last = first, steady, catch_up, None
+
+    @property
+    def catch_up_windows(self) -> int:
+        return self._catch_up
+
+    def score(self, window):
+        time.sleep(self.steady if self.last is not None and window.index == self.last + 1 else self.first)
+        self.last = window.index
+        return super().score(window)
+
+
+@pytest.mark.parametrize("catch_up", [1, 5])
+def test_a_stream_behind_by_fewer_windows_than_a_restart_costs_catches_up(catch_up):
+    # a restart costs 2.5 hops, a steady window half a hop: skipping to the newest window
+    # restarts every time (a third of the windows scored); catching up keeps the steady state
+    hop, seconds = 0.1, 3.0
+    audio = soundscape([(1000.0, 1.0, 2.0)], seconds)
+    stream = RestartCostStream(FakeClap({"beep": 1000.0}), ["beep"], RATE, hop=hop, first=0.25, steady=0.05,
+                               catch_up=catch_up)
+    source = ArraySource(audio, RATE, block=400, realtime=True, queue_size=64)
+    source.start()
+    stats = run_stream(source, stream, lambda w: None, live=True)
+    source.stop()
+    total = stats.windows + stats.skipped
+    if catch_up == 1:
+        assert stats.skipped > 0.4 * total, stats.summary()
+    else:
+        assert stats.skipped <= 2 and stats.windows >= 0.9 * total, stats.summary()
+
+
 def test_a_producer_faster_than_the_frontend_cannot_hold_the_loop_in_the_drain():
     class Flood:                    # a chunk is always waiting, as from a producer faster than the frontend
         capacity, dropped, overflows, max_qsize = 8, 0, 0, 8
