@@ -195,7 +195,9 @@ def encoder_figures(clap, audio: np.ndarray, hop: float) -> dict:
            "hop_s": inc.hop_seconds, "hop_notice": inc.notice, "windows": len(gaps), "audio_seconds": seconds,
            "conv_gflops_per_hop_incremental": 2e-9 * float(np.median(macs[1:])),
            "conv_gflops_per_hop_reencoding": 2e-9 * inc.tower_state.window_macs,
-           "max_cosine_gap": max(gaps), "max_score_difference": score_diff}
+           "max_cosine_gap": max(gaps), "max_score_difference": score_diff,
+           "window_ms": {k: 1e3 * v for k, v in inc.tower_state.window_seconds.items()},
+           "catch_up_windows": inc.catch_up_windows}
     out["flops_ratio"] = out["conv_gflops_per_hop_reencoding"] / out["conv_gflops_per_hop_incremental"]
     for (name, clock), (fe_s, per) in spent.items():
         out[f"{name}_compute_per_hop_p50_ms_{clock}"] = 1e3 * float(np.percentile(per, 50))
@@ -264,7 +266,10 @@ def run_encoder(args: argparse.Namespace) -> int:
                 *[(f"RTF with the frontend ({clock}), incremental / re-encoding",
                    f"{r[f'inc_rtf_{clock}']:.4f} / {r[f'ref_rtf_{clock}']:.4f} ({r[f'rtf_ratio_{clock}']:.2f}x)")
                   for clock in ("cpu", "wall")],
-                ("max cosine gap / max score difference", f"{r['max_cosine_gap']:.1e} / {r['max_score_difference']:.1e}")]
+                ("max cosine gap / max score difference", f"{r['max_cosine_gap']:.1e} / {r['max_score_difference']:.1e}"),
+                ("first / steady window, running mean (wall)",
+                 f"{r['window_ms'].get('first', float('nan')):.1f} / {r['window_ms'].get('steady', float('nan')):.1f} ms: "
+                 f"a live stream catches up on {r['catch_up_windows']} window(s)")]
         rows += [(f"{c['labels']} labels: compute / scoring per hop p50 (cpu), setup",
                   f"{c['compute_per_hop_p50_ms_cpu']:.1f} / {c['scoring_per_hop_p50_ms_cpu']:.3f} ms, "
                   f"{c['label_setup_s']:.1f} s") for c in r["labels"]]

@@ -360,13 +360,19 @@ class IncrementalTower:
         return e
 
     @property
+    def window_seconds(self) -> dict:
+        """Running mean compute time (s) of this stream's "first" windows (starting the columns
+        afresh) and "steady" ones (a hop after the last); a kind not yet measured is absent."""
+        return dict(self._seconds)
+
+    @property
     def catch_up_windows(self) -> int:
         """How many consecutive windows, scored in turn, take about as long as starting afresh
         on the newest of them (running means of this stream's first and steady windows, from
         the graphs' timings where the onnx runner built them); 1 until both were measured. A stream that falls this many windows behind
         catches up rather than skip: skipping restarts the columns, and a restart that costs more
         than a hop's time leaves the stream behind again, so it would keep skipping."""
-        first, steady = self._seconds.get("first"), self._seconds.get("steady")
+        first, steady = self.window_seconds.get("first"), self.window_seconds.get("steady")
         if first is None or steady is None or steady <= 0:
             return 1
         return max(1, math.ceil(first / steady))
