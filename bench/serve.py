@@ -7,7 +7,9 @@ Every stream plays the same kind of audio (noise with tones, `--seconds` long) a
 times real time, so N streams ask for N * speed / hop windows per second. Both sides meet the
 same demand in the same run:
   serve    one Service (in this process, the model loaded once beforehand) with N file streams,
-           all windows due across streams batched (`--max-batch`), `--threads` for the engine;
+           each stream's steady step on the shared incremental graphs, `--threads` for the engine;
+  batched  the same with `incremental = false`: all windows due across streams re-encoded in
+           batches (`--max-batch`);
   listen   N `clap-rt listen --input -` processes (`--threads` / N threads each, at least 1),
            each fed raw PCM on stdin at the same pace; pacing starts once every process reads
            its stdin (its model is loaded), so the streams run at the same time.
@@ -59,10 +61,10 @@ def scene(seconds: float, seed: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def run_serve(clap, files: list, args) -> dict:
+def run_serve(clap, files: list, args, incremental: bool) -> dict:
     from clap_rt.serve.config import parse_config
     from clap_rt.serve.service import Service
-    doc = {"engine": {"max_batch": args.max_batch}, "metrics": {"enabled": False},
+    doc = {"engine": {"max_batch": args.max_batch, "incremental": incremental}, "metrics": {"enabled": False},
            "outbox": {"dir": str(Path(files[0]).parent / "outbox")},
            "stream": [{"name": f"s{i}", "file": str(f), "labels": list(LABELS), "hop": args.hop,
                        "speed": args.speed, "queue": 2} for i, f in enumerate(files)]}
@@ -74,7 +76,7 @@ def run_serve(clap, files: list, args) -> dict:
     skipped = sum(r.skipped for r in service.runners)
     return {"windows": windows, "skipped": skipped, "wall_s": wall,
             "p95_latency_ms": 1e3 * service.scheduler.latency.quantile(0.95),
-            "batches": service.scheduler.batches}
+            "batches": service.scheduler.batches, "engine_s": service.scheduler.inference.sum}
 
 
 def _pending(fd: int) -> int:
@@ -161,19 +163,23 @@ def run(args) -> int:
             for i, x in enumerate(audio):
                 files.append(Path(tmp) / f"n{n}-{i}.wav")
                 sf.write(files[-1], x, RATE)
-            row = {"streams": n, "demand_windows_per_s": n * args.speed / args.hop, "serve": run_serve(clap, files, args)}
+            row = {"streams": n, "demand_windows_per_s": n * args.speed / args.hop,
+                   "serve": run_serve(clap, files, args, incremental=True),
+                   "serve_batched": run_serve(clap, files, args, incremental=False)}
             row["listen"] = run_listen(audio, args) if n <= args.listen_max else None
             rows.append(row)
             print(f"{n} streams done", file=sys.stderr, flush=True)
     hop_ms = 1e3 * args.hop
     print(f"{'streams':>7} {'demand/s':>8} | {'serve win/s':>11} {'skip%':>6} {'p95 ms':>7} | "
+          f"{'batched win/s':>13} {'skip%':>6} {'p95 ms':>7} | "
           f"{'listen win/s':>12} {'skip%':>6} {'p95 ms':>7} | {'ratio':>5}")
     for row in rows:
-        s, l = row["serve"], row["listen"]
+        s, b, l = row["serve"], row["serve_batched"], row["listen"]
         right = (f"{rate(l):12.1f} {skipped_pct(l):6.1f} {l['p95_latency_ms']:7.0f} | {rate(s) / rate(l):5.2f}"
                  if l else f"{'not run (--listen-max)':>28} | {'':>5}")
         print(f"{row['streams']:7d} {row['demand_windows_per_s']:8.1f} | {rate(s):11.1f} {skipped_pct(s):6.1f} "
-              f"{s['p95_latency_ms']:7.0f} | " + right)
+              f"{s['p95_latency_ms']:7.0f} | {rate(b):13.1f} {skipped_pct(b):6.1f} {b['p95_latency_ms']:7.0f} | "
+              + right)
     real_time = [r["streams"] for r in rows if r["serve"]["skipped"] == 0]
     print(f"serve keeps pace (no window skipped) up to {max(real_time) if real_time else 0} streams at "
           f"{args.speed}x real time, i.e. {max(real_time) * args.speed if real_time else 0:g} real-time streams; "

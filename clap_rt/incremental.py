@@ -77,21 +77,31 @@ def stream_support(clap) -> Optional[str]:
     return incremental_support(getattr(clap, "model", None))
 
 
-def tower_for(clap, window_frames: int, hop_frames: int) -> "IncrementalTower":
+def tower_for(clap, window_frames: int, hop_frames: int, threads: Optional[int] = None) -> "IncrementalTower":
     """The incremental tower of a loaded `Clap` that passes `stream_support`, on the runtime of
-    its engine (onnxruntime with its intra-op threads for the onnx engine, else PyTorch). With
+    its engine (onnxruntime with `threads` intra-op threads, default the engine's, for the onnx
+    engine; else PyTorch). With
     the engine picked by `--backend auto`, a static-int8 steady step shipped in the model
-    folder for this window and hop is a candidate (kept where it is faster here)."""
+    folder for this window and hop is a candidate (kept where it is faster here). The graphs
+    are built once per window, hop and thread count and shared by the model's streams
+    (`clap.stream_graphs`)."""
     engine = getattr(clap, "engine", None)
     runner = getattr(engine, "name", "torch")
-    threads = engine.session.get_session_options().intra_op_num_threads or None if runner == "onnx" else None
+    if runner != "onnx":
+        threads = None
+    elif threads is None:
+        threads = engine.session.get_session_options().intra_op_num_threads or None
     int8_path = None
     if runner == "onnx" and getattr(clap, "backend", None) == "auto" and getattr(clap, "model_dir", None):
         from .engine.incremental_graph import int8_graph_name
         candidate = Path(clap.model_dir) / int8_graph_name(clap.model, window_frames, hop_frames)
         int8_path = candidate if candidate.exists() else None
-    return IncrementalTower(clap.model, window_frames, runner=runner, threads=threads, hop_frames=hop_frames,
-                            int8_path=int8_path)
+    shared, key = getattr(clap, "stream_graphs", {}), (window_frames, hop_frames, threads)
+    tower = IncrementalTower(clap.model, window_frames, runner=runner, threads=threads, hop_frames=hop_frames,
+                             int8_path=int8_path, graph=shared.get(key))
+    if tower.graph is not None:
+        shared[key] = tower.graph
+    return tower
 
 
 def time_stride(tower: SfxCNN) -> int:
@@ -168,7 +178,8 @@ class IncrementalTower:
     None: any). runner: "torch" runs eager PyTorch; "onnx" runs each window that continues the
     last one by `hop_frames` as one onnxruntime graph (`clap_rt.engine.incremental_graph`: the
     new frames and the held columns in, the embedding and the next held columns out; `threads`
-    intra-op threads; `int8_path`: a static-int8 copy of that graph, kept if faster), every
+    intra-op threads; `int8_path`: a static-int8 copy of that graph, kept if faster; `graph`:
+    those graphs as another tower of the same model, window and hop built them), every
     other window (a stream's first, one after skipped windows) starts the columns afresh on
     another graph (W frames in, the embedding and the held columns out).
     `embed(mel, first_frame)` gives the window's unit-norm joint embedding, equal to
@@ -179,7 +190,7 @@ class IncrementalTower:
     """
 
     def __init__(self, model, window_frames: int, runner: str = "torch", threads: Optional[int] = None,
-                 hop_frames: Optional[int] = None, int8_path=None):
+                 hop_frames: Optional[int] = None, int8_path=None, graph=None):
         reason = incremental_support(model)
         if reason is not None:
             raise ValueError(f"incremental tower: {reason}")
@@ -187,7 +198,8 @@ class IncrementalTower:
         self.tower: SfxCNN = model.audio
         self.window_frames = int(window_frames)
         self.stride = time_stride(self.tower)
-        self._stages = _stages(self.tower)
+        # BatchNorm-folded copies of the conv weights (19 MB for the bundled model): a shared graph carries them
+        self._stages = graph.stages if graph is not None else _stages(self.tower)
         if runner not in RUNNERS:
             raise ValueError(f"incremental tower: runner {runner!r}; expected one of {', '.join(RUNNERS)}")
         self.runner = runner
@@ -209,7 +221,7 @@ class IncrementalTower:
         self.reset()
         if runner == "onnx":
             from .engine.incremental_graph import SteadyGraph
-            self._graph = SteadyGraph(self, threads, int8_path)
+            self._graph = graph or SteadyGraph(self, threads, int8_path)
             self.reset()
             if self._graph.session is not None:     # timed as it was built: the costs to start from
                 self._seconds = {"first": self._graph.first_ms / 1e3,
@@ -225,6 +237,13 @@ class IncrementalTower:
         self._start, self._done, self._off = [0] * n, [0] * n, [0] * n
         self._resume_at = 0                     # the first frame a continuing window may start at
         self.macs = 0
+
+    @property
+    def graph(self):
+        """The onnx runner's step graphs (a `clap_rt.engine.incremental_graph.SteadyGraph`, which
+        holds no stream state: other towers of the same model, window and hop may share it); None
+        on the torch runner."""
+        return self._graph
 
     @property
     def precision(self) -> str:

@@ -99,12 +99,14 @@ class ClapStream:
     incremental: keep the audio tower's activations between windows (None: where the tower
     supports it, see `clap_rt.incremental.stream_support`); the hop is then a multiple of
     the tower's time stride and `notice` holds one line saying how a requested hop was rounded.
+    tower_threads: intra-op threads of the incremental tower's graphs (None: the engine's; 1
+    where several streams' steps run side by side, as `clap-rt serve` runs them).
     """
 
     def __init__(self, clap, labels: Sequence[str] | LabelSet, input_rate: int, hop: float = 0.5,
                  window: Optional[float] = None, background: Sequence[str] = DEFAULT_BACKGROUND,
                  template: Optional[str] = None, frontend_backend: str = "auto",
-                 incremental: Optional[bool] = None):
+                 incremental: Optional[bool] = None, tower_threads: Optional[int] = None):
         self.clap = clap
         self.fe: FrontendConfig = clap.frontend
         self.short_clips = clap.config.short_clips
@@ -116,7 +118,7 @@ class ClapStream:
         self.input_rate = int(input_rate)
         self.window_frames, self.hop_frames = window_geometry(self.fe, hop, window)
         self.notice: Optional[str] = None
-        self._tower = self._incremental_tower(incremental, hop)
+        self._tower = self._incremental_tower(incremental, hop, tower_threads)
         self.hop_seconds = self.hop_frames * self.fe.hop_length / self.fe.sample_rate
         # Label scores (text and enrolled) and the background prompts' (B, D); made once.
         self._scorer = self.label_set.scorer(clap, template)
@@ -125,7 +127,7 @@ class ClapStream:
         self._frontend = StreamingLogMel(self.fe, backend=frontend_backend)
         self.reset()
 
-    def _incremental_tower(self, incremental: Optional[bool], hop: float):
+    def _incremental_tower(self, incremental: Optional[bool], hop: float, threads: Optional[int]):
         """The tower's streaming state, an `IncrementalTower` (None: re-encode every window);
         rounds the hop for it."""
         if incremental is False:
@@ -148,7 +150,7 @@ class ClapStream:
             self.notice = (f"hop {hop} s rounded to {h * sec:.3f} s ({h} frames): incremental encoding needs a "
                            f"multiple of the audio tower's time stride ({stride} frames, {stride * sec:.3f} s)")
             self.hop_frames = h
-        return tower_for(self.clap, self.window_frames, h)
+        return tower_for(self.clap, self.window_frames, h, threads)
 
     @property
     def incremental(self) -> bool:

@@ -111,6 +111,9 @@ class Clap:
         self._model_id: str | None = None
         self.model_dir: str | os.PathLike | None = None    # where `captioner` is read from
         self._captioner = None
+        # (window frames, hop frames, threads) -> the incremental tower's step graphs, shared by every
+        # stream of this model (they hold no stream state: each stream passes its columns in)
+        self.stream_graphs: dict = {}
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, backend: str = "auto",

@@ -57,29 +57,32 @@ def stream_audio(clips: list, n: int, rate: int, rng: np.random.Generator) -> np
 
 def steady_windows(clap, labels: list[str], audio: np.ndarray, hop: float, session=None, record=None):
     """The windows of one stream -> ((N, D) embeddings, (N, L) label scores, median CPU s per
-    steady step, the ClapStream, its SteadyGraph); `session` replaces the fp32 step, `record`
-    (a list) collects the step's feeds."""
+    steady step, the ClapStream, its SteadyGraph); `session` replaces the step for this stream
+    (the graph is the model's streams' shared one: restored after), `record` (a list) collects
+    the step's feeds."""
     from clap_rt.stream import ClapStream
     stream = ClapStream(clap, labels, clap.sample_rate, hop=hop)
-    graph = stream.tower_state._graph if stream.incremental else None
+    graph = stream.tower_state.graph if stream.incremental else None
     if graph is None or graph.session is None:
         raise UserError(f"--model: the audio tower has no steady-state step at hop {hop} s "
                         f"(incremental encoding on onnxruntime is needed)")
-    if session is not None:
-        graph.session = session
-    graph.recorded = record
+    kept = graph.session
+    graph.session, graph.recorded = session or kept, record
     embs, scores, seconds = [], [], []
-    for i in range(0, len(audio), CHUNK):
-        stream.accept_waveform(audio[i:i + CHUNK])
-        while stream.windows_ready:
-            w = stream.pop_window()
-            steady = w.frame is not None and graph.fits(stream.tower_state, stream.window_frames - stream.hop_frames)
-            c0 = time.thread_time()
-            e = stream.embed_window(w)
-            if steady:
-                seconds.append(time.thread_time() - c0)
-            embs.append(e)
-            scores.append(stream.score_embeddings(e[None])[0][:len(labels)])
+    try:
+        for i in range(0, len(audio), CHUNK):
+            stream.accept_waveform(audio[i:i + CHUNK])
+            while stream.windows_ready:
+                w = stream.pop_window()
+                steady = w.frame is not None and graph.fits(stream.tower_state, stream.window_frames - stream.hop_frames)
+                c0 = time.thread_time()
+                e = stream.embed_window(w)
+                if steady:
+                    seconds.append(time.thread_time() - c0)
+                embs.append(e)
+                scores.append(stream.score_embeddings(e[None])[0][:len(labels)])
+    finally:
+        graph.session, graph.recorded = kept, None
     return np.array(embs), np.array(scores), float(np.median(seconds)), stream, graph
 
 

@@ -69,7 +69,7 @@ def test_onnx_runner_equals_reencoding(window_frames):
     model = random_bn_model(3)
     mel = stream_mel(8.0, model.config.frontend, seed=3)
     tower = IncrementalTower(model, window_frames, runner="onnx", threads=1, hop_frames=16)
-    graph = tower._graph
+    graph = tower.graph
     if window_frames == 87:     # the held columns keep their shapes from the first window on: all on graphs
         tower.step = lambda *args: pytest.fail("a window ran in PyTorch")
     # a first window, steady ones, a gap, steady ones, one window skipped, a tail window 8 frames on
@@ -168,6 +168,29 @@ def test_stream_scores_equal_reencoding(tiny_model_dir, backend):
     assert all(t == ref[i][0] for i, t, _ in inc_out)
 
 
+def test_streams_of_one_model_share_the_step_graphs_and_keep_their_own_columns(tiny_model_dir):
+    from clap_rt.stream import ClapStream
+    from clap_rt.zeroshot import Clap
+    pytest.importorskip("onnxruntime")
+    clap = Clap.load(tiny_model_dir, backend="onnx")
+    rng = np.random.default_rng(5)
+    audios = [(0.05 * rng.standard_normal(4 * 44100)).astype(np.float32) + np.tile(tone(f, 0.5), 8)
+              for f in (500, 2000)]
+    streams = [ClapStream(clap, ["a", "b"], 44100, hop=0.5) for _ in audios]
+    assert streams[0].tower_state.graph is streams[1].tower_state.graph is not None
+    assert list(clap.stream_graphs) == [(streams[0].window_frames, streams[0].hop_frames, None)]
+    refs = [ClapStream(clap, ["a", "b"], 44100, hop=streams[0].hop_seconds, incremental=False) for _ in audios]
+    worst = 1.0
+    for i in range(0, len(audios[0]), 3000):     # the two streams' windows interleaved on one graph
+        for s, r, a in zip(streams, refs, audios):
+            s.accept_waveform(a[i:i + 3000])
+            r.accept_waveform(a[i:i + 3000])
+            while s.windows_ready:
+                e, e_ref = s.embed_window(s.pop_window()), r.embed_window(r.pop_window())
+                worst = min(worst, float(e @ e_ref))
+    assert worst >= 1 - 1e-6, f"min cosine {worst:.9f} to re-encoding"
+
+
 def test_stream_refuses_incremental_where_unsupported(tiny_model_dir):
     from fakes import FakeClap
     from clap_rt.stream import ClapStream
@@ -218,7 +241,7 @@ def test_step_graphs_hold_each_weight_once():
     model = random_bn_model(4)
     tower = IncrementalTower(model, 87, runner="onnx", threads=1, hop_frames=24)
     conv_bytes = sum(st.weight.numel() * 4 for st in tower._stages if st.conv)
-    for path in (tower._graph.path, tower._graph.first_path):
+    for path in (tower.graph.path, tower.graph.first_path):
         proto = onnx.load(str(path))
         assert not [n for n in proto.graph.node if n.op_type == "Constant" and n.attribute[0].t.ByteSize() > 1024]
         weights = [bytes(i.raw_data) for i in proto.graph.initializer if len(i.raw_data) > 1024]

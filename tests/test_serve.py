@@ -175,6 +175,37 @@ def test_streams_give_the_runtimes_events_in_batches(tmp_path):
     assert len(service.deliveries[0].outbox) == 0
 
 
+def test_incremental_streams_score_as_batched_re_encoding(tmp_path, tiny_model_dir):
+    pytest.importorskip("onnxruntime")
+    from clap_rt.zeroshot import Clap
+    clap = Clap.load(tiny_model_dir, backend="onnx", threads=1)
+    for i, name in enumerate("ab"):
+        sf.write(tmp_path / f"{name}.wav", soundscape([(500.0 * (i + 1), 1.0, 2.5)], 5.0, rate=44100, seed=i), 44100)
+    hop = 24 * 1024 / 44100             # a multiple of the tower's stride: the same windows both ways
+    scored = {}
+    for incremental in (True, False):
+        body = (f'[engine]\nthreads = 2\nincremental = {str(incremental).lower()}\n[metrics]\nenabled = false\n'
+                f'[outbox]\ndir = "ob"\n\n')
+        body += "".join(f'[[stream]]\nname = "{n}"\nfile = "{n}.wav"\nlabels = ["low", "high"]\nhop = {hop}\n'
+                        f'speed = 20\nqueue = 64\n\n' for n in "ab")
+        service = Service(load_config(str(write_config(tmp_path, body))), clap=clap, log=lambda m: None)
+        got = scored[incremental] = {}
+        for r in service.runners:
+            def update(w, r=r, update=r.detector.update):
+                got[r.name, w.index] = w.scores
+                return update(w)
+            r.detector.update = update
+        assert [r.stream.incremental for r in service.runners] == [incremental] * 2
+        assert service.scheduler.parallel == (2 if incremental else 1)     # two streams' steps side by side
+        service.run(threading.Event())
+        if incremental:
+            a = service.runners[0].stream
+    assert set(scored[True]) == set(scored[False]) and len(scored[True]) == 2 * 7     # 6 full windows + a tail each
+    diff = max(float(np.abs(scored[True][k] - scored[False][k]).max()) for k in scored[True])
+    assert diff <= 1e-5, f"max score difference {diff:.2e}"
+    assert list(clap.stream_graphs) == [(a.window_frames, a.hop_frames, 1)]   # one pair of step graphs for both
+
+
 def test_a_slow_engine_skips_windows_fairly_and_counts_them(tmp_path):
     paths = write_scenes(tmp_path)
     clap = FakeClap(BANDS, delay=0.05)           # 50 ms per engine call, any batch size

@@ -45,6 +45,7 @@ class SteadyGraph:
     def __init__(self, tower, threads: int | None = None, int8_path=None):
         from ..checkpoints import atomic_write_bytes
         W, H = tower.window_frames, tower.hop_frames
+        self.stages = tower._stages     # the towers sharing this graph share them too
         n_mels = tower.tower.band_offset_db.shape[0]
         tower.reset()
         tower._origin = 0

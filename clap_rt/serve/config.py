@@ -47,6 +47,7 @@ class EngineConfig:
     backend: str = "auto"
     threads: Optional[int] = None
     max_batch: int = 32                 # windows per engine call
+    incremental: bool = True            # streams keep the audio tower's columns where it can (CPU engines)
 
 
 @dataclass
@@ -167,7 +168,8 @@ def parse_config(doc: dict, path: str = "config") -> ServeConfig:
     top = _Table(doc, "config", path)
     e = _Table(top.get("engine", dict, {}), "engine", path)
     engine = EngineConfig(model=_path(e.get("model", str), base), backend=e.choice("backend", "auto", BACKENDS),
-                          threads=e.integer("threads", None, 1), max_batch=e.integer("max_batch", 32, 1))
+                          threads=e.integer("threads", None, 1), max_batch=e.integer("max_batch", 32, 1),
+                          incremental=e.get("incremental", bool, True))
     e.finish()
 
     defaults = top.get("defaults", dict, {})

@@ -1,6 +1,9 @@
-"""One engine for many streams: the windows that are due across streams go into one forward.
+"""One engine for many streams: the windows that are due across streams go into one forward,
+or, for streams whose audio tower runs incrementally (the CPU engines), each stream's into its
+own steady steps on the model's shared step graphs, `workers` streams at a time (one thread
+each: a step is too small to split across cores, while streams side by side use them all).
 
-    sched = Scheduler(clap, [StreamRunner(...), ...], max_batch=32, on_events=fan_out)
+    sched = Scheduler(clap, [StreamRunner(...), ...], max_batch=32, on_events=fan_out, workers=4)
     while sched.step():       # pump audio, batch due windows, score, decide, emit
         pass
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
@@ -90,8 +94,12 @@ class Scheduler:
     """
 
     def __init__(self, clap, runners: Sequence[StreamRunner], max_batch: int,
-                 on_events: Callable[[list], None], clock: Callable[[], float] = time.monotonic):
+                 on_events: Callable[[list], None], clock: Callable[[], float] = time.monotonic,
+                 workers: int = 1):
         self.clap, self.runners, self.max_batch = clap, list(runners), max_batch
+        incremental = any(r.stream.incremental for r in self.runners)
+        self._pool = ThreadPoolExecutor(workers, "clap-rt-step") if workers > 1 and incremental else None
+        self.parallel = workers if self._pool is not None else 1    # streams whose steps run side by side
         self.on_events, self.clock = on_events, clock
         self.inference = Histogram(LATENCY_BUCKETS)     # s per engine call
         self.latency = Histogram(LATENCY_BUCKETS)       # s from a window being due to its scores
@@ -132,20 +140,33 @@ class Scheduler:
 
     def finish(self) -> None:
         """Stop: close the open events of streams still running (at the end of their last window)."""
+        if self._pool is not None:
+            self._pool.shutdown()
         for r in self.runners:
             if not r.done:
                 r.done = True
                 self._emit(r, r.detector.finish())
 
     def _score(self, batch: list) -> None:
-        # Streams may use different window lengths: one engine call per mel shape.
-        by_shape: dict = {}
+        # A stream with an incremental tower embeds its own windows, in order (each continues
+        # its columns); the others' windows are batched, one engine call per mel shape (streams
+        # may use different window lengths).
+        groups: dict = {}
         for item in batch:
-            by_shape.setdefault(item[1].mel.shape, []).append(item)
-        for items in by_shape.values():
-            t0 = self.clock()
-            emb = self.clap.embed_mel(np.stack([w.mel for _, w, _ in items]))    # (B, D)
-            self.inference.observe(self.clock() - t0)
+            r, w, _ = item
+            key = id(r) if r.stream.incremental and w.frame is not None else w.mel.shape
+            groups.setdefault(key, []).append(item)
+        streams = [items for key, items in groups.items() if isinstance(key, int)]
+        embedded = {}
+        if self._pool is not None and len(streams) > 1:
+            embedded = dict(zip(map(id, streams), self._pool.map(self._embed_stream, streams)))
+        for key, items in groups.items():
+            if isinstance(key, int):
+                emb = embedded[id(items)] if id(items) in embedded else self._embed_stream(items)   # (b, D)
+            else:
+                t0 = self.clock()
+                emb = self.clap.embed_mel(np.stack([w.mel for _, w, _ in items]))    # (B, D)
+                self.inference.observe(self.clock() - t0)
             self.batches += 1
             rows: dict = {}
             for j, (r, _, _) in enumerate(items):
@@ -159,6 +180,13 @@ class Scheduler:
                     self.latency.observe(now - due_at)
                     r.windows += 1
                     self._emit(r, r.detector.update(ScoredWindow(w.index, w.start, w.end, w.hop, s)))
+
+    def _embed_stream(self, items: list) -> np.ndarray:
+        """One stream's due windows, in order, on its incremental tower -> (b, D)."""
+        t0 = self.clock()
+        emb = np.stack([items[0][0].stream.embed_window(w) for _, w, _ in items])
+        self.inference.observe(self.clock() - t0)
+        return emb
 
     def _emit(self, r: StreamRunner, events) -> None:
         if events:

@@ -49,7 +49,8 @@ class Service:
         self.clap = clap
         self.run_id = _base36(int(time.time() * 1000))
         self.runners = [self._runner(s, open_source) for s in cfg.streams]
-        self.scheduler = Scheduler(clap, self.runners, cfg.engine.max_batch, self._fan_out)
+        self.scheduler = Scheduler(clap, self.runners, cfg.engine.max_batch, self._fan_out,
+                                   workers=cfg.engine.threads or os.cpu_count() or 1)
         self.deliveries = [Delivery(make_sink(s), Outbox(os.path.join(cfg.outbox_dir, s.name), cfg.outbox_max_events),
                                     cfg.retry_max_seconds, log) for s in cfg.sinks]
         self.metrics: Optional[MetricsServer] = None
@@ -67,10 +68,14 @@ class Service:
             stream = ClapStream(self.clap, labels, source.rate, hop=s.hop, window=s.window,
                                 background=s.background or list(th.background or DEFAULT_BACKGROUND),
                                 template=s.template or th.template,
-                                incremental=False)   # the scheduler embeds all streams' windows in one call
+                                # None: where the tower allows it; False: every window batched
+                                incremental=None if self.cfg.engine.incremental else False,
+                                tower_threads=1)    # the scheduler runs streams' steps side by side
         except UserError as e:
             msg = str(e)
             raise UserError(msg if msg.startswith(self.cfg.path) else f"{where}: {msg}")
+        if stream.notice:
+            self.log(f"clap-rt serve: stream {s.name}: {stream.notice}")
         return StreamRunner(s.name, source, stream, detector, s.queue, self.run_id, log=self.log)
 
     def _fan_out(self, records: list) -> None:
