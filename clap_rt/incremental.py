@@ -80,11 +80,10 @@ def stream_support(clap) -> Optional[str]:
 def tower_for(clap, window_frames: int, hop_frames: int, threads: Optional[int] = None) -> "IncrementalTower":
     """The incremental tower of a loaded `Clap` that passes `stream_support`, on the runtime of
     its engine (onnxruntime with `threads` intra-op threads, default the engine's, for the onnx
-    engine; else PyTorch). With
-    the engine picked by `--backend auto`, a static-int8 steady step shipped in the model
-    folder for this window and hop is a candidate (kept where it is faster here). The graphs
-    are built once per window, hop and thread count and shared by the model's streams
-    (`clap.stream_graphs`)."""
+    engine; else PyTorch). With the engine picked by `--backend auto`, a static-int8 steady
+    step shipped in the model folder for this window and hop is a candidate (kept where it is
+    faster here). The graphs are built once per window, hop and thread count and shared by the
+    model's streams (`clap.stream_graphs`)."""
     engine = getattr(clap, "engine", None)
     runner = getattr(engine, "name", "torch")
     if runner != "onnx":
@@ -388,9 +387,10 @@ class IncrementalTower:
     def catch_up_windows(self) -> int:
         """How many consecutive windows, scored in turn, take about as long as starting afresh
         on the newest of them (running means of this stream's first and steady windows, from
-        the graphs' timings where the onnx runner built them); 1 until both were measured. A stream that falls this many windows behind
-        catches up rather than skip: skipping restarts the columns, and a restart that costs more
-        than a hop's time leaves the stream behind again, so it would keep skipping."""
+        the graphs' timings where the onnx runner built them); 1 until both were measured. A
+        stream that falls this many windows behind catches up rather than skip: skipping
+        restarts the columns, and a restart that costs more than a hop's time leaves the stream
+        behind again, so it would keep skipping."""
         first, steady = self.window_seconds.get("first"), self.window_seconds.get("steady")
         if first is None or steady is None or steady <= 0:
             return 1
