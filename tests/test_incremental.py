@@ -147,7 +147,7 @@ def test_stream_scores_equal_reencoding(tiny_model_dir, backend):
             w = s.pop_window()
             out.append((w.index, w.start, s.score(w).scores))
         runs[inc] = out, s
-    (inc_out, s_inc), (ref_out, s_ref) = runs[True], runs[False]
+    (inc_out, s_inc), (_, s_ref) = runs[True], runs[False]
     assert s_inc.incremental and not s_ref.incremental and s_inc.tower_state.runner == backend
     assert s_inc.notice == ("hop 0.5 s rounded to 0.557 s (24 frames): incremental encoding needs a multiple "
                             "of the audio tower's time stride (8 frames, 0.186 s)")
