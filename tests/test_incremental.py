@@ -191,6 +191,31 @@ def test_streams_of_one_model_share_the_step_graphs_and_keep_their_own_columns(t
     assert worst >= 1 - 1e-6, f"min cosine {worst:.9f} to re-encoding"
 
 
+def test_towers_sharing_graphs_stay_exact_under_random_skips():
+    # three streams on one pair of graphs, each skipping windows at random (restarts, catch-ups,
+    # steady runs interleaved across the towers): every scored window equals re-encoding
+    pytest.importorskip("onnxruntime")
+    model = random_bn_model(6)
+    rng = np.random.default_rng(6)
+    mels = [stream_mel(6.0, model.config.frontend, seed=k) for k in range(3)]
+    first = IncrementalTower(model, 87, runner="onnx", threads=1, hop_frames=16)
+    towers = [first] + [IncrementalTower(model, 87, runner="onnx", threads=1, hop_frames=16, graph=first.graph)
+                        for _ in range(2)]
+    assert all(t.graph is first.graph and t._stages is first._stages for t in towers)
+    starts = [list(range(0, mels[0].shape[1] - 87 + 1, 16)) for _ in towers]
+    worst = 1.0
+    while any(starts):
+        k = int(rng.integers(3))
+        if not starts[k]:
+            continue
+        f0 = starts[k].pop(0)
+        if rng.random() < 0.3:          # this window is skipped
+            continue
+        mel = mels[k][:, f0:f0 + 87]
+        worst = min(worst, float(reencoded(model, mel) @ towers[k].embed(mel, f0)))
+    assert worst >= 1 - 1e-6, f"min cosine {worst:.9f} to re-encoding"
+
+
 def test_stream_refuses_incremental_where_unsupported(tiny_model_dir):
     from fakes import FakeClap
     from clap_rt.stream import ClapStream
