@@ -101,7 +101,7 @@ class Scheduler:
         self._pool = ThreadPoolExecutor(workers, "clap-rt-step") if workers > 1 and incremental else None
         self.parallel = workers if self._pool is not None else 1    # streams whose steps run side by side
         self.on_events, self.clock = on_events, clock
-        self.inference = Histogram(LATENCY_BUCKETS)     # s per engine call
+        self.inference = Histogram(LATENCY_BUCKETS)     # s per engine call (a batch, or one stream's steps)
         self.latency = Histogram(LATENCY_BUCKETS)       # s from a window being due to its scores
         self.batches = 0
         self.last_step = clock()                        # for /healthz: the loop is alive

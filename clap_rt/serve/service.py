@@ -153,7 +153,7 @@ class Service:
                 m.sample("clap_rt_events_total", n, stream=r.name, label=label, kind=kind)
         m.family("clap_rt_engine_batches_total", "counter", "engine calls")
         m.sample("clap_rt_engine_batches_total", self.scheduler.batches)
-        for name, hist, help_ in (("clap_rt_inference_seconds", self.scheduler.inference, "seconds per engine call"),
+        for name, hist, help_ in (("clap_rt_inference_seconds", self.scheduler.inference, "seconds per engine call (a batch, or one stream's steps)"),
                                   ("clap_rt_window_latency_seconds", self.scheduler.latency,
                                    "seconds from a window being due to its scores")):
             m.family(name, "histogram", help_)
