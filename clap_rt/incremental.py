@@ -90,12 +90,13 @@ def tower_for(clap, window_frames: int, hop_frames: int, threads: Optional[int] 
         threads = None
     elif threads is None:
         threads = engine.session.get_session_options().intra_op_num_threads or None
+    shared, key = getattr(clap, "stream_graphs", {}), (window_frames, hop_frames, threads)
     int8_path = None
-    if runner == "onnx" and getattr(clap, "backend", None) == "auto" and getattr(clap, "model_dir", None):
+    if (key not in shared and runner == "onnx" and getattr(clap, "backend", None) == "auto"
+            and getattr(clap, "model_dir", None)):     # the name hashes the weights: only for a graph to build
         from .engine.incremental_graph import int8_graph_name
         candidate = Path(clap.model_dir) / int8_graph_name(clap.model, window_frames, hop_frames)
         int8_path = candidate if candidate.exists() else None
-    shared, key = getattr(clap, "stream_graphs", {}), (window_frames, hop_frames, threads)
     tower = IncrementalTower(clap.model, window_frames, runner=runner, threads=threads, hop_frames=hop_frames,
                              int8_path=int8_path, graph=shared.get(key))
     if tower.graph is not None:
@@ -391,7 +392,7 @@ class IncrementalTower:
         stream that falls this many windows behind catches up rather than skip: skipping
         restarts the columns, and a restart that costs more than a hop's time leaves the stream
         behind again, so it would keep skipping."""
-        first, steady = self.window_seconds.get("first"), self.window_seconds.get("steady")
+        first, steady = self._seconds.get("first"), self._seconds.get("steady")
         if first is None or steady is None or steady <= 0:
             return 1
         return max(1, math.ceil(first / steady))

@@ -76,10 +76,11 @@ class SteadyGraph:
         fingerprint = audio_fingerprint(tower.model)
         self.path = folder / f"incremental-{fingerprint}-w{W}-h{H}.onnx"
         self.first_path = folder / f"incremental-first-{fingerprint}-w{W}-h{H}.onnx"
-        for path, traced, feeds in ((self.path, step, (new_mel, *held)), (self.first_path, first, (first_mel,))):
+        for path, traced, feeds, shapes in ((self.path, step, (new_mel, *held), self.shapes),
+                                            (self.first_path, first, (first_mel,), self.first_shapes)):
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(path, _export(traced, feeds))
+                atomic_write_bytes(path, _export(traced, feeds, sum(s is not None for s in shapes)))
         self.session = ort_session(self.path, threads)
         self.first_session = ort_session(self.first_path, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -171,12 +172,11 @@ class _Step(nn.Module):
         return (e, *[c for c in t._cols if c is not None])
 
 
-def _export(step: _Step, feeds: tuple) -> bytes:
-    """ONNX of `step` on `feeds` (new_mel, *held): inputs mel_db, held0..; outputs embedding, next_held0.."""
+def _export(step: _Step, feeds: tuple, n_out: int) -> bytes:
+    """ONNX of `step` on `feeds` (new_mel, *held): inputs mel_db, held0..; outputs embedding and
+    the `n_out` next held columns next_held0.."""
     import io
     buf = io.BytesIO()
-    with torch.no_grad():
-        n_out = len(step(*feeds)) - 1
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")         # tracer warnings: the Python branches are the step's, fixed
         torch.onnx.export(step, feeds, buf, input_names=["mel_db"] + [f"held{i}" for i in range(len(feeds) - 1)],

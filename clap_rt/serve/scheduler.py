@@ -154,19 +154,13 @@ class Scheduler:
         groups: dict = {}
         for item in batch:
             r, w, _ = item
-            key = id(r) if r.stream.incremental and w.frame is not None else w.mel.shape
+            key = ("stream", id(r)) if r.stream.incremental and w.frame is not None else ("shape", w.mel.shape)
             groups.setdefault(key, []).append(item)
-        streams = [items for key, items in groups.items() if isinstance(key, int)]
-        embedded = {}
-        if self._pool is not None and len(streams) > 1:
-            embedded = dict(zip(map(id, streams), self._pool.map(self._embed_stream, streams)))
-        for key, items in groups.items():
-            if isinstance(key, int):
-                emb = embedded[id(items)] if id(items) in embedded else self._embed_stream(items)   # (b, D)
-            else:
-                t0 = self.clock()
-                emb = self.clap.embed_mel(np.stack([w.mel for _, w, _ in items]))    # (B, D)
-                self.inference.observe(self.clock() - t0)
+        streams = [items for (kind, _), items in groups.items() if kind == "stream"]
+        steps = self._pool.map if self._pool is not None and len(streams) > 1 else map
+        embedded = dict(zip(map(id, streams), steps(self._embed_stream, streams)))
+        for (kind, _), items in groups.items():
+            emb = embedded[id(items)] if kind == "stream" else self._embed_batch(items)      # (b, D)
             self.batches += 1
             rows: dict = {}
             for j, (r, _, _) in enumerate(items):
@@ -180,6 +174,13 @@ class Scheduler:
                     self.latency.observe(now - due_at)
                     r.windows += 1
                     self._emit(r, r.detector.update(ScoredWindow(w.index, w.start, w.end, w.hop, s)))
+
+    def _embed_batch(self, items: list) -> np.ndarray:
+        """Windows of one mel shape, re-encoded in one engine call -> (B, D)."""
+        t0 = self.clock()
+        emb = self.clap.embed_mel(np.stack([w.mel for _, w, _ in items]))
+        self.inference.observe(self.clock() - t0)
+        return emb
 
     def _embed_stream(self, items: list) -> np.ndarray:
         """One stream's due windows, in order, on its incremental tower -> (b, D)."""
